@@ -1,0 +1,107 @@
+"""Shared test rigs: a throwaway local stand-in for the session, PgBouncer in front of it, scratch DBs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+from rigs import PgBouncer, require_tool  # noqa: E402
+
+from workbench.local.postgres import free_port  # noqa: E402
+from workbench.local.standin import LocalStandIn  # noqa: E402
+from workbench.settings import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStandIn]:
+    """A real local stand-in (PostgreSQL + Auth/Storage API + demo app) in a temporary data folder."""
+    root = tmp_path_factory.mktemp("standin")
+    instance = LocalStandIn(root / "local")
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(standin: LocalStandIn) -> Settings:
+    return Settings.local(standin)
+
+
+@pytest.fixture(scope="session")
+def db_url(standin: LocalStandIn) -> str:
+    """SQLAlchemy URL of the stand-in's database as the ``postgres`` superuser."""
+    return standin.dsn().replace("postgresql://", "postgresql+asyncpg://")
+
+
+def _create_database(standin: LocalStandIn, name: str) -> str:
+    from workbench._sync import run_sync
+
+    async def create() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(standin.dsn())
+        try:
+            await conn.execute(f'drop database if exists "{name}" with (force)')
+            await conn.execute(f'create database "{name}"')
+        finally:
+            await conn.close()
+
+    run_sync(create())
+    return standin.dsn().rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(standin: LocalStandIn) -> str:
+    """A plain asyncpg DSN to an empty scratch database (superuser) in the stand-in's cluster."""
+    return _create_database(standin, "scratch")
+
+
+@pytest.fixture()
+def empty_db(standin: LocalStandIn, request: pytest.FixtureRequest) -> str:
+    """A fresh empty database for one test (asyncpg DSN)."""
+    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:50].lower()
+    return _create_database(standin, name)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_factory(standin: LocalStandIn) -> Iterator[object]:
+    """Start real PgBouncers (transaction mode) in front of the stand-in: ``factory(pool_size=1)``."""
+    binary = require_tool("pgbouncer", "needed to test transaction pooling")
+    started: list[PgBouncer] = []
+    dirs: list[str] = []
+
+    def factory(pool_size: int = 2, max_client_conn: int = 400) -> PgBouncer:
+        workdir = tempfile.mkdtemp(prefix="wb-pgbouncer-")
+        dirs.append(workdir)
+        port = standin.status().db_port
+        assert port is not None
+        bouncer = PgBouncer(
+            binary=binary,
+            workdir=Path(workdir),
+            port=free_port(),
+            backend_port=port,
+            pool_size=pool_size,
+            max_client_conn=max_client_conn,
+        )
+        bouncer.start()
+        started.append(bouncer)
+        return bouncer
+
+    yield factory
+    for bouncer in started:
+        bouncer.stop()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pgbouncer_factory) -> PgBouncer:  # type: ignore[no-untyped-def]
+    """One shared PgBouncer in transaction mode with a server pool of 2."""
+    return pgbouncer_factory(pool_size=2)

@@ -1,0 +1,101 @@
+"""The ``workbench`` command: thin argument parsing over the package's own calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from workbench.local.standin import LocalStandIn, StandInError, StandInStatus
+
+
+def _standin(args: argparse.Namespace) -> LocalStandIn:
+    return LocalStandIn(args.dir)
+
+
+def _print_status(status: StandInStatus, standin: LocalStandIn, as_json: bool) -> None:
+    keys = standin.keys() if (standin.data_dir / "keys.json").exists() else None
+    data = status.as_dict(keys)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    state = {True: "running", False: "stopped"}
+    rows = [
+        ("Data folder", data["data_dir"]),
+        ("Database", state[status.db_running]),
+        ("DB URL", data["db_url"] or "-"),
+        ("API", state[status.api_running]),
+        ("API URL", data["api_url"] or "-"),
+    ]
+    if keys is not None:
+        rows += [
+            ("JWKS URL", data["jwks_url"] or "-"),
+            ("JWT secret", keys.jwt_secret),
+            ("anon key", keys.anon_key),
+            ("service_role key", keys.service_role_key),
+        ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:>{width}}: {value}")
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    standin = _standin(args)
+    action: dict[str, Callable[[], StandInStatus]] = {
+        "start": lambda: standin.start(demo=not args.no_demo),
+        "stop": standin.stop,
+        "status": standin.status,
+        "reset": lambda: standin.reset(demo=not args.no_demo),
+    }
+    status = action[args.action]()
+    _print_status(status, standin, args.json)
+    if args.action == "status" and not (status.db_running and status.api_running):
+        return 1
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from workbench.doctor import run_doctor
+
+    return run_doctor(local_dir=args.dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="Supabase Workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    local = sub.add_parser("local", help="the embedded local Supabase stand-in")
+    local.add_argument("action", choices=["start", "stop", "status", "reset"])
+    local.add_argument("--dir", type=Path, default=None, help="data folder (default $WORKBENCH_LOCAL_DIR)")
+    local.add_argument("--json", action="store_true", help="machine-readable output")
+    local.add_argument("--no-demo", action="store_true", help="do not load the demo app into a new stand-in")
+    local.set_defaults(func=cmd_local)
+
+    doctor = sub.add_parser("doctor", help="check settings, database, roles and local services")
+    doctor.add_argument("--dir", type=Path, default=None, help="local stand-in data folder")
+    doctor.set_defaults(func=cmd_doctor)
+
+    try:
+        from workbench.schema import cli as schema_cli
+    except ImportError:
+        schema_cli = None
+    if schema_cli is not None:
+        schema_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except StandInError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""One factory for the ``AsyncEngine`` of every Supabase connection mode, and a manager for its lifetime.
+
+Transaction mode (Supavisor :6543, PgBouncer ``pool_mode=transaction``) hands each transaction to any
+server connection, so named prepared statements break: asyncpg's statement cache must be off
+(``statement_cache_size=0``: it then uses the unnamed statement) and SQLAlchemy's own per-connection
+cache too (``prepared_statement_cache_size=0``). Session-level
+settings do not survive there either, so statement timeout and ``jit`` are set per transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from workbench.settings import ConnectionMode, Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Knobs of :func:`create_engine`; the defaults suit a notebook or a long-lived API server."""
+
+    application_name: str = "supabase-workbench"
+    statement_timeout_ms: int = 60_000
+    echo: bool = False
+    pool_size: int = 5
+    max_overflow: int = 5
+    pool_recycle: int = 1800
+    pool_timeout: float = 30
+    pre_ping: bool = True
+    null_pool: bool = False
+    connect_args: dict[str, Any] = field(default_factory=dict)
+
+
+def transaction_safe_connect_args() -> dict[str, Any]:
+    """asyncpg arguments that work through a transaction pooler (checked against PgBouncer here).
+
+    With the cache off and no name function, asyncpg prepares the *unnamed* statement, which lives
+    only until the next Parse on the same server connection: nothing to clash, nothing left behind.
+    """
+    return {"statement_cache_size": 0}
+
+
+def create_engine(
+    target: Settings | URL | str,
+    mode: ConnectionMode | str | None = None,
+    options: EngineOptions | None = None,
+) -> AsyncEngine:
+    """Build the engine for ``target`` (settings, or a URL plus a mode, default direct)."""
+    from sqlalchemy.engine import make_url
+
+    opts = options or EngineOptions()
+    if isinstance(target, Settings):
+        url = target.database_url()
+        mode = ConnectionMode(mode) if mode is not None else target.mode
+        if options is None:
+            opts = EngineOptions(
+                application_name=target.application_name, statement_timeout_ms=target.statement_timeout_ms
+            )
+    else:
+        url = make_url(target) if isinstance(target, str) else target
+        url = url.set(drivername="postgresql+asyncpg")
+        mode = ConnectionMode(mode) if mode is not None else ConnectionMode.DIRECT
+
+    connect_args: dict[str, Any] = {"server_settings": {"application_name": opts.application_name}}
+    if mode is ConnectionMode.TRANSACTION:
+        connect_args |= transaction_safe_connect_args()
+        url = url.update_query_dict({"prepared_statement_cache_size": "0"})
+    else:
+        connect_args["server_settings"] |= {"statement_timeout": str(opts.statement_timeout_ms), "jit": "off"}
+    connect_args |= opts.connect_args
+
+    kwargs: dict[str, Any] = {"echo": opts.echo, "connect_args": connect_args, "pool_pre_ping": opts.pre_ping}
+    if opts.null_pool:
+        kwargs["poolclass"] = NullPool
+    else:
+        kwargs |= {
+            "pool_size": opts.pool_size,
+            "max_overflow": opts.max_overflow,
+            "pool_recycle": opts.pool_recycle,
+            "pool_timeout": opts.pool_timeout,
+        }
+    engine = create_async_engine(url, **kwargs)
+    _MODES[engine.sync_engine] = mode
+    if mode is ConnectionMode.TRANSACTION:
+        _set_per_transaction(engine, opts.statement_timeout_ms)
+    return engine
+
+
+_MODES: weakref.WeakKeyDictionary[Engine, ConnectionMode] = weakref.WeakKeyDictionary()
+
+
+def engine_mode(engine: AsyncEngine) -> ConnectionMode:
+    """The connection mode an engine was built for (direct for engines made elsewhere)."""
+    return _MODES.get(engine.sync_engine, ConnectionMode.DIRECT)
+
+
+def _set_per_transaction(engine: AsyncEngine, timeout_ms: int) -> None:
+    """Behind a transaction pooler, apply timeout and ``jit`` transaction-locally at each BEGIN."""
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        if conn.info.get("workbench_skip_begin_settings"):
+            return
+        conn.exec_driver_sql(
+            "select set_config('statement_timeout', $1, true), set_config('jit', 'off', true)",
+            (str(timeout_ms),),
+        )
+
+
+class EngineManager:
+    """Owns one engine: created lazily, optionally kept warm by a heartbeat, disposed exactly once.
+
+    Use as ``async with EngineManager(settings) as manager:``; ``manager.engine`` is bound to the
+    loop that first used it (an asyncpg pool cannot move between event loops).
+    """
+
+    def __init__(
+        self,
+        target: Settings | URL | str,
+        mode: ConnectionMode | str | None = None,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self._target, self._mode, self._options = target, mode, options
+        self._engine: AsyncEngine | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.heartbeats = 0
+
+    def __repr__(self) -> str:
+        state = "open" if self._engine is not None else "idle"
+        return f"<EngineManager {state} mode={self.mode.value}>"
+
+    @property
+    def mode(self) -> ConnectionMode:
+        if self._engine is not None:
+            return engine_mode(self._engine)
+        if isinstance(self._target, Settings) and self._mode is None:
+            return self._target.mode
+        return ConnectionMode(self._mode or ConnectionMode.DIRECT)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = create_engine(self._target, self._mode, self._options)
+        return self._engine
+
+    def start_heartbeat(self, interval: float = 30.0, warm: int = 1) -> None:
+        """Every ``interval`` seconds, ping ``warm`` pooled connections so idle ones are not dropped."""
+        if self._heartbeat is not None and not self._heartbeat.done():
+            return
+        self._heartbeat = asyncio.get_running_loop().create_task(
+            self._beat(interval, warm), name="workbench-heartbeat"
+        )
+
+    async def _beat(self, interval: float, warm: int) -> None:
+        from sqlalchemy import text
+
+        while True:
+            await asyncio.sleep(interval)  # the heartbeat period itself, not a wait for a condition
+            conns = []
+            try:
+                for _ in range(warm):
+                    conns.append(await self.engine.connect())
+                for conn in conns:
+                    await conn.execute(text("select 1"))
+                    await conn.rollback()
+                self.heartbeats += 1
+            except Exception:  # a failed ping is what pre-ping recovers from on next checkout
+                pass
+            finally:
+                for conn in conns:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    async def aclose(self) -> None:
+        """Stop the heartbeat and dispose of the pool; safe to call twice."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def __aenter__(self) -> EngineManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

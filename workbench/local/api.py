@@ -1,0 +1,104 @@
+"""The stand-in's HTTP API process: Supabase's Auth (``/auth/v1``) and Storage (``/storage/v1``) for local use.
+
+Run as ``python -m workbench.local.api --dir DATA --port PORT`` by ``LocalStandIn.start``. Each service
+lives in its own module and contributes a Starlette app built from one shared :class:`ApiContext`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from workbench.local.standin import LocalKeys, LocalStandIn
+
+if TYPE_CHECKING:
+    import asyncpg
+
+SERVICES = {"/auth/v1": "workbench.local.auth_api", "/storage/v1": "workbench.local.storage_api"}
+
+
+@dataclass
+class ApiContext:
+    """What every service needs: where data lives, the keys, and a connection pool (set at startup)."""
+
+    data_dir: Path
+    dsn: str
+    keys: LocalKeys = field(repr=False)
+    api_url: str
+    pool: asyncpg.Pool | None = None
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
+
+    def require_pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise RuntimeError("the API's database pool is not open yet")
+        return self.pool
+
+
+def build_app(ctx: ApiContext) -> Starlette:
+    """The whole API: health plus each service module found (a missing one is reported by /health)."""
+    mounts: list[Any] = []
+    services: dict[str, str] = {}
+    for prefix, module_name in SERVICES.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            services[prefix] = "missing"
+            continue
+        factory: Callable[[ApiContext], Any] = module.build_app
+        mounts.append(Mount(prefix, app=factory(ctx)))
+        services[prefix] = "ok"
+
+    async def health(request: Request) -> JSONResponse:
+        db_ok = False
+        if ctx.pool is not None:
+            with contextlib.suppress(Exception):
+                db_ok = await ctx.pool.fetchval("select true") is True
+        return JSONResponse({"status": "ok", "db": db_ok, "services": services}, status_code=200)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        import asyncpg
+
+        ctx.pool = await asyncpg.create_pool(ctx.dsn, min_size=1, max_size=10, statement_cache_size=0)
+        try:
+            yield
+        finally:
+            await ctx.pool.close()
+
+    return Starlette(routes=[Route("/health", health), *mounts], lifespan=lifespan)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Local Supabase Auth/Storage API of the workbench stand-in")
+    parser.add_argument("--dir", required=True, type=Path)
+    parser.add_argument("--port", required=True, type=int)
+    args = parser.parse_args(argv)
+    import uvicorn
+
+    standin = LocalStandIn(args.dir)
+    ctx = ApiContext(
+        data_dir=standin.data_dir,
+        dsn=standin.dsn(),
+        keys=standin.keys(),
+        api_url=f"http://127.0.0.1:{args.port}",
+    )
+    uvicorn.run(build_app(ctx), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

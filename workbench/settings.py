@@ -1,0 +1,278 @@
+"""Where the workbench connects: a Supabase project (three connection modes) or the local stand-in.
+
+Values come from arguments > environment (``SUPABASE_*``) > ``.env``. Secrets are ``SecretStr``; a bad
+value fails at load time with a :class:`SettingsError` naming the variable and the fix, and never
+echoing what was given (it may hold a password).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+    from workbench.local.standin import LocalStandIn
+
+ENV_PREFIX = "SUPABASE_"
+TRANSACTION_PORT = 6543
+SESSION_PORT = 5432
+_REF = re.compile(r"^[a-z0-9]{6,40}$")
+_PG_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"}
+
+
+class ConnectionMode(enum.StrEnum):
+    DIRECT = "direct"
+    SESSION = "session"
+    TRANSACTION = "transaction"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot work. One line per problem: ``VARIABLE: what is wrong. Fix: ...``."""
+
+
+class _Problem(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{ENV_PREFIX}{field.upper()}: {message}")
+
+
+class Settings(BaseSettings):
+    """A Supabase project, given as a full database URL or as ref + password + pooler host + mode."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    db_url: SecretStr | None = None
+    project_ref: str | None = None
+    db_password: SecretStr | None = None
+    pooler_host: str | None = None
+    db_mode: ConnectionMode | None = None
+    db_name: str = "postgres"
+    url: str | None = None
+    anon_key: SecretStr | None = None
+    service_role_key: SecretStr | None = None
+    jwt_secret: SecretStr | None = None
+    jwks_url: str | None = None
+    local_dir: Path | None = None
+    application_name: str = "supabase-workbench"
+    statement_timeout_ms: int = 60_000
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+
+    # -- validation ----------------------------------------------------------------------------------
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise _Problem(
+                    "url",
+                    "is not an http(s) URL. Fix: use the project URL from the dashboard, "
+                    "like https://<project-ref>.supabase.co (or http://127.0.0.1:PORT locally).",
+                )
+        if self.db_url is not None:
+            self._check_db_url()
+        elif self.project_ref is not None or self.db_password is not None or self.pooler_host is not None:
+            self._check_parts()
+        if self.statement_timeout_ms < 0:
+            raise _Problem("statement_timeout_ms", "must be >= 0 (0 disables the timeout).")
+        return self
+
+    def _check_db_url(self) -> None:
+        assert self.db_url is not None
+        raw = self.db_url.get_secret_value()
+        parts = urlsplit(raw)
+        if parts.scheme not in _PG_SCHEMES or not parts.hostname:
+            raise _Problem(
+                "db_url",
+                "is not a PostgreSQL URL. Fix: copy the connection string from the dashboard's Connect "
+                "dialog, like postgresql://postgres.<ref>:<password>@aws-0-<region>.pooler.supabase.com:6543/postgres.",
+            )
+        try:
+            port = parts.port or SESSION_PORT
+        except ValueError:
+            raise _Problem("db_url", "has a port that is not a number. Fix: use 5432 or 6543.") from None
+        host, user = parts.hostname, parts.username or ""
+        if host.endswith(".pooler.supabase.com"):
+            self._check_pooler(host, port, user, "db_url")
+        elif host.startswith("db.") and host.endswith(".supabase.co"):
+            mode = self.db_mode or ConnectionMode.DIRECT
+            if mode is not ConnectionMode.DIRECT:
+                raise _Problem(
+                    "db_mode",
+                    f"is {mode.value!r} but db.<ref>.supabase.co is the direct connection. Fix: set it to "
+                    "'direct', or use the pooler host for session/transaction mode.",
+                )
+
+    def _check_pooler(self, host: str, port: int, user: str, field: str) -> None:
+        if "." not in user:
+            raise _Problem(
+                field,
+                f"the pooler user {user!r} lacks the '.<project-ref>' suffix, so Supavisor answers "
+                "'Tenant or user not found'. Fix: use 'postgres.<project-ref>' as the user.",
+            )
+        expected = {TRANSACTION_PORT: ConnectionMode.TRANSACTION, SESSION_PORT: ConnectionMode.SESSION}.get(
+            port
+        )
+        if expected is None:
+            raise _Problem(
+                field,
+                f"port {port} is not a Supavisor port. Fix: 6543 for transaction mode, 5432 for session mode.",
+            )
+        if self.db_mode is not None and self.db_mode is not expected:
+            want = TRANSACTION_PORT if self.db_mode is ConnectionMode.TRANSACTION else SESSION_PORT
+            if self.db_mode is ConnectionMode.DIRECT:
+                fix = "use the host db.<project-ref>.supabase.co for a direct connection"
+            else:
+                fix = f"use port {want} for {self.db_mode.value} mode"
+            raise _Problem(
+                "db_mode",
+                f"is {self.db_mode.value!r} but the pooler port {port} means {expected.value} mode. Fix: {fix}.",
+            )
+
+    def _check_parts(self) -> None:
+        if not self.project_ref or not _REF.match(self.project_ref):
+            raise _Problem(
+                "project_ref",
+                "is missing or not a project ref. Fix: use the 20-character id from your project URL "
+                "(https://<project-ref>.supabase.co).",
+            )
+        if self.db_password is None or not self.db_password.get_secret_value():
+            raise _Problem(
+                "db_password", "is required with SUPABASE_PROJECT_REF. Fix: set the database password."
+            )
+        mode = self.db_mode or (ConnectionMode.TRANSACTION if self.pooler_host else ConnectionMode.DIRECT)
+        if mode is not ConnectionMode.DIRECT:
+            if not self.pooler_host:
+                raise _Problem(
+                    "pooler_host",
+                    f"is required for {mode.value} mode. Fix: copy it from the dashboard's Connect dialog, "
+                    "like aws-0-<region>.pooler.supabase.com.",
+                )
+            if (
+                urlsplit(f"//{self.pooler_host}").hostname != self.pooler_host.lower()
+                or "/" in self.pooler_host
+            ):
+                raise _Problem(
+                    "pooler_host", "must be a bare host name, like aws-0-<region>.pooler.supabase.com."
+                )
+
+    # -- derived values ------------------------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        """No project configured: the workbench uses its embedded local stand-in."""
+        return self.db_url is None and self.project_ref is None
+
+    @property
+    def mode(self) -> ConnectionMode:
+        """The connection mode: explicit, or inferred from the URL (port 6543 means transaction)."""
+        if self.db_mode is not None:
+            return self.db_mode
+        if self.db_url is not None:
+            parts = urlsplit(self.db_url.get_secret_value())
+            if parts.hostname and parts.hostname.endswith(".pooler.supabase.com"):
+                return (
+                    ConnectionMode.TRANSACTION if parts.port == TRANSACTION_PORT else ConnectionMode.SESSION
+                )
+            return ConnectionMode.DIRECT
+        return ConnectionMode.TRANSACTION if self.pooler_host else ConnectionMode.DIRECT
+
+    @property
+    def resolved_jwks_url(self) -> str | None:
+        if self.jwks_url:
+            return self.jwks_url
+        return f"{self.url.rstrip('/')}/auth/v1/.well-known/jwks.json" if self.url else None
+
+    def database_url(self, driver: str = "asyncpg") -> URL:
+        """The SQLAlchemy URL (its ``repr``/``str`` mask the password)."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.engine.url import URL as SAURL
+
+        if self.db_url is not None:
+            url = make_url(self.db_url.get_secret_value())
+            return url.set(drivername=f"postgresql+{driver}")
+        if self.project_ref is None or self.db_password is None:
+            raise SettingsError(
+                f"{ENV_PREFIX}DB_URL: no database configured. Fix: set SUPABASE_DB_URL, or SUPABASE_PROJECT_REF "
+                "and SUPABASE_DB_PASSWORD, or use Settings.local() for the local stand-in."
+            )
+        mode = self.mode
+        if mode is ConnectionMode.DIRECT:
+            host, user, port = f"db.{self.project_ref}.supabase.co", "postgres", SESSION_PORT
+        else:
+            assert self.pooler_host is not None
+            host, user = self.pooler_host, f"postgres.{self.project_ref}"
+            port = TRANSACTION_PORT if mode is ConnectionMode.TRANSACTION else SESSION_PORT
+        return SAURL.create(
+            f"postgresql+{driver}",
+            username=user,
+            password=self.db_password.get_secret_value(),
+            host=host,
+            port=port,
+            database=self.db_name,
+        )
+
+    def describe(self) -> str:
+        """A one-line, secret-free summary for displays and logs."""
+        where = (
+            "local stand-in" if self.is_local else self.database_url().render_as_string(hide_password=True)
+        )
+        return f"{where} ({self.mode.value} mode)"
+
+    @classmethod
+    def local(cls, standin: LocalStandIn | None = None, **overrides: Any) -> Settings:
+        """Settings for the running local stand-in (its URL and keys), started if needed."""
+        from workbench.local.standin import LocalStandIn
+
+        standin = standin or LocalStandIn()
+        status = standin.status()
+        if not status.db_running or not status.api_running:
+            status = standin.start()
+        keys = standin.keys()
+        values: dict[str, Any] = {
+            "db_url": status.db_url,
+            "db_mode": ConnectionMode.DIRECT,
+            "url": status.api_url,
+            "anon_key": keys.anon_key,
+            "service_role_key": keys.service_role_key,
+            "jwt_secret": keys.jwt_secret,
+            "local_dir": standin.data_dir,
+        }
+        return cls(**(values | overrides))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Arguments > environment > ``.env``; with no project configured, the local stand-in (started)."""
+    settings = Settings(**overrides)
+    if settings.is_local:
+        from workbench.local.standin import LocalStandIn
+
+        return Settings.local(LocalStandIn(settings.local_dir), **overrides)
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    """Turn pydantic's report into our lines, dropping the input values (they may be secrets)."""
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        msg = str(err.get("msg", ""))
+        msg = msg.removeprefix("Value error, ")
+        if msg.startswith(ENV_PREFIX):
+            lines.append(msg)
+            continue
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        name = f"{ENV_PREFIX}{loc.upper()}" if loc else "settings"
+        lines.append(f"{name}: {msg}.")
+    return "Invalid Supabase settings:\n  " + "\n  ".join(lines)

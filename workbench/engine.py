@@ -92,8 +92,7 @@ def create_engine(
         }
     engine = create_async_engine(url, **kwargs)
     _MODES[engine.sync_engine] = mode
-    if mode is ConnectionMode.TRANSACTION:
-        _set_per_transaction(engine, opts.statement_timeout_ms)
+    _start_transactions(engine, opts.statement_timeout_ms if mode is ConnectionMode.TRANSACTION else None)
     return engine
 
 
@@ -105,17 +104,19 @@ def engine_mode(engine: AsyncEngine) -> ConnectionMode:
     return _MODES.get(engine.sync_engine, ConnectionMode.DIRECT)
 
 
-def _set_per_transaction(engine: AsyncEngine, timeout_ms: int) -> None:
-    """Behind a transaction pooler, apply timeout and ``jit`` transaction-locally at each BEGIN."""
+def _start_transactions(engine: AsyncEngine, per_transaction_timeout_ms: int | None) -> None:
+    """At each BEGIN, apply the identity of the connection's execution options (see
+    :func:`workbench.impersonation.impersonating`) and, behind a transaction pooler, the statement
+    timeout and ``jit``: one statement, transaction-local."""
+    from workbench.impersonation import IDENTITY_OPTION, apply_statement
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        if conn.info.get("workbench_skip_begin_settings"):
+        identity = conn.get_execution_options().get(IDENTITY_OPTION)
+        if identity is None and per_transaction_timeout_ms is None:
             return
-        conn.exec_driver_sql(
-            "select set_config('statement_timeout', $1, true), set_config('jit', 'off', true)",
-            (str(timeout_ms),),
-        )
+        sql, args = apply_statement(identity, per_transaction_timeout_ms)
+        conn.exec_driver_sql(sql, tuple(args))
 
 
 class EngineManager:
@@ -158,9 +159,7 @@ class EngineManager:
         """Every ``interval`` seconds, ping ``warm`` pooled connections so idle ones are not dropped."""
         if self._heartbeat is not None and not self._heartbeat.done():
             return
-        self._heartbeat = asyncio.get_running_loop().create_task(
-            self._beat(interval, warm), name="workbench-heartbeat"
-        )
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat(interval, warm), name="workbench-heartbeat")
 
     async def _beat(self, interval: float, warm: int) -> None:
         from sqlalchemy import text

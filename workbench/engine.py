@@ -92,6 +92,8 @@ def create_engine(
         }
     engine = create_async_engine(url, **kwargs)
     _MODES[engine.sync_engine] = mode
+    _TIMEOUTS[engine.sync_engine] = opts.statement_timeout_ms
+    _roll_back_raw_transactions(engine)
     _start_transactions(engine, opts.statement_timeout_ms if mode is ConnectionMode.TRANSACTION else None)
     return engine
 
@@ -99,9 +101,32 @@ def create_engine(
 _MODES: weakref.WeakKeyDictionary[Engine, ConnectionMode] = weakref.WeakKeyDictionary()
 
 
+_TIMEOUTS: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+
+def engine_statement_timeout(engine: AsyncEngine) -> int | None:
+    return _TIMEOUTS.get(engine.sync_engine)
+
+
 def engine_mode(engine: AsyncEngine) -> ConnectionMode:
     """The connection mode an engine was built for (direct for engines made elsewhere)."""
     return _MODES.get(engine.sync_engine, ConnectionMode.DIRECT)
+
+
+def _roll_back_raw_transactions(engine: AsyncEngine) -> None:
+    """Safety net for code that drives the raw asyncpg connection (the query fast path): a connection
+    returned to the pool inside a transaction SQLAlchemy does not know of is rolled back first."""
+    from sqlalchemy.util import await_only
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checkin(dbapi_connection: Any, record: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if driver is None or driver.is_closed() or not driver.is_in_transaction():
+            return
+        try:
+            await_only(driver.execute("rollback"))
+        except Exception:
+            record.invalidate()
 
 
 def _start_transactions(engine: AsyncEngine, per_transaction_timeout_ms: int | None) -> None:

@@ -197,8 +197,7 @@ class LocalStandIn:
         port = self._api_port() if self._api_pid() is not None else None
         if port is None:
             raise StandInError(
-                f"The local Auth/Storage API of {self.data_dir} is not running. Start it with "
-                "`workbench local start`."
+                f"The local Auth/Storage API of {self.data_dir} is not running. Start it with `workbench local start`."
             )
         return f"http://127.0.0.1:{port}"
 
@@ -251,15 +250,14 @@ class LocalStandIn:
         self._stop_api()
         port = free_port(self._state().get("api_port"))
         self._save_state(api_port=port)
-        log = open(self.data_dir / "api.log", "ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.local.api", "--dir", str(self.data_dir), "--port", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        with open(self.data_dir / "api.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "workbench.local.api", "--dir", str(self.data_dir), "--port", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         (self.data_dir / "api.pid").write_text(str(proc.pid))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -1,0 +1,311 @@
+"""Run a cell of SQL as an identity and get a DataFrame: the core behind ``%%sbquery``.
+
+The fast path talks to the raw asyncpg connection under SQLAlchemy's pool: ``BEGIN`` and the identity
+go in one simple-protocol message (one round trip), each statement is bound with ``$n`` parameters,
+rows come back as asyncpg records (jsonb decoded by orjson) and become a DataFrame in one step.
+Read-only queries run in a ``READ ONLY`` transaction that is always rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from workbench.errors import WorkbenchError, classify
+from workbench.identity import Identity
+from workbench.impersonation import begin_script
+from workbench.sqltext import bind_parameters, classify_statement, resolve_arguments, split_statements
+
+if TYPE_CHECKING:
+    import asyncpg
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+DEFAULT_MAX_ROWS = 1_000_000
+_INT_TYPES = {"int2", "int4", "int8", "oid"}
+_CODEC_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()  # asyncpg connections with our json codecs
+
+
+class QueryError(WorkbenchError):
+    """A cell that cannot run as written (refused statement, missing variable, bad option)."""
+
+
+class QueryUsageError(ValueError):
+    """Bad input to the query layer itself, reported without a traceback."""
+
+
+@dataclass
+class QueryOutcome:
+    """What one run produced: the last statement's rows (or its status), timing and who ran it."""
+
+    frame: pd.DataFrame
+    identity: Identity
+    elapsed: float
+    statements: int
+    status: str = ""
+    truncated: bool = False
+    limit: int | None = None
+    explain: str | None = None
+    committed: bool = False
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def footer(self) -> str:
+        rows = len(self.frame)
+        parts = [f"{rows:,} row{'s' if rows != 1 else ''}"]
+        if self.truncated:
+            parts.append(f"truncated at {self.limit:,}: pass --limit N (or add LIMIT/OFFSET) for more")
+        if self.status and not len(self.frame.columns):
+            parts = [self.status]
+        parts.append(f"{self.elapsed * 1000:,.1f} ms")
+        parts.append(f"as {self.identity.describe()}")
+        parts.append("committed" if self.committed else "read-only, rolled back")
+        return " · ".join(parts)
+
+
+class ResultFrame(pd.DataFrame):
+    """A DataFrame that displays with the query's footer (rows, time, identity). Operations on it
+    return plain DataFrames."""
+
+    _metadata = ["wb_footer", "wb_display_rows"]
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:  # type: ignore[override]
+        return pd.DataFrame
+
+    def _repr_html_(self) -> str | None:
+        footer = html.escape(getattr(self, "wb_footer", ""))
+        if not len(self.columns):  # a command: its status is the whole story
+            return f'<div class="wb-query-footer">{footer}</div>'
+        rows = getattr(self, "wb_display_rows", 20)
+        with pd.option_context("display.max_rows", rows, "display.min_rows", min(rows, 20)):
+            table = pd.DataFrame(self)._repr_html_() or ""
+        return f'{table}<div class="wb-query-footer" style="color:#666;font-size:90%">{footer}</div>'
+
+    def __repr__(self) -> str:
+        if not len(self.columns):
+            return str(getattr(self, "wb_footer", ""))
+        rows = getattr(self, "wb_display_rows", 20)
+        with pd.option_context("display.max_rows", rows, "display.min_rows", min(rows, 20)):
+            body = repr(pd.DataFrame(self))
+        return f"{body}\n{getattr(self, 'wb_footer', '')}"
+
+
+def result_frame(outcome: QueryOutcome, display_rows: int = 20) -> ResultFrame:
+    frame = ResultFrame(outcome.frame)
+    frame.wb_footer = outcome.footer
+    frame.wb_display_rows = display_rows
+    frame.attrs["workbench"] = {"identity": outcome.identity.describe(), "elapsed": outcome.elapsed}
+    return frame
+
+
+async def _prepare_codecs(conn: asyncpg.Connection) -> None:
+    """Decode json/jsonb with orjson once per connection (asyncpg keeps codecs per connection)."""
+    import orjson
+
+    if conn in _CODEC_CONNECTIONS:
+        return
+
+    def dumps(value: Any) -> str:
+        return orjson.dumps(value, default=str).decode()
+
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=dumps, decoder=orjson.loads, schema="pg_catalog")
+    _CODEC_CONNECTIONS.add(conn)
+
+
+def _frame(records: list[Any], attributes: Any) -> pd.DataFrame:
+    names = _unique_names([a.name for a in attributes])
+    frame = pd.DataFrame.from_records(records, columns=names, coerce_float=False) if records else None
+    if frame is None:
+        frame = pd.DataFrame(
+            {n: pd.Series(dtype=_empty_dtype(a.type.name)) for n, a in zip(names, attributes, strict=True)}
+        )
+        return frame
+    for name, attr in zip(names, attributes, strict=True):
+        if attr.type.name in _INT_TYPES and frame[name].dtype.kind not in "iu":
+            frame[name] = frame[name].astype("Int64")  # NULLs present: keep integers exact
+        elif attr.type.name == "bool" and frame[name].dtype != bool:
+            frame[name] = frame[name].astype("boolean")
+    return frame
+
+
+def _empty_dtype(type_name: str) -> Any:
+    return {
+        "int2": "Int64",
+        "int4": "Int64",
+        "int8": "Int64",
+        "float4": "float64",
+        "float8": "float64",
+        "bool": "boolean",
+        "text": "string",
+        "varchar": "string",
+        "timestamptz": "datetime64[us, UTC]",
+        "timestamp": "datetime64[us]",
+    }.get(type_name, object)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            out.append(f"{name}_{seen[name]}")
+        else:
+            seen[name] = 0
+            out.append(name)
+    return out
+
+
+def plan_statements(sql: str, namespace: Mapping[str, object] | None) -> list[tuple[str, list[object], str]]:
+    """Split a cell, refuse what must not run, bind ``:name`` variables: ``[(sql, args, kind)]``."""
+    statements = split_statements(sql)
+    if not statements:
+        raise QueryUsageError("The cell has no SQL statement to run.")
+    planned = []
+    for stmt in statements:
+        kind = classify_statement(stmt)
+        if kind == "transaction_control":
+            raise QueryUsageError(
+                "Transaction control (BEGIN/COMMIT/ROLLBACK/SET TRANSACTION) is not allowed in a cell: every cell "
+                "already runs in one transaction, read-only and rolled back by default. Use --write to commit."
+            )
+        if kind == "session_identity":
+            raise QueryUsageError(
+                "Session-level SET/RESET/SET ROLE/DISCARD would outlive the cell on a pooled connection. Use "
+                "SET LOCAL for a setting, and --as/--role/--claims (or %sbimpersonate) to change identity."
+            )
+        bound = bind_parameters(stmt)
+        args = resolve_arguments(bound, namespace or {}) if bound.names else []
+        planned.append((bound.sql, args, kind))
+    return planned
+
+
+async def run_on_connection(
+    conn: asyncpg.Connection,
+    sql: str,
+    *,
+    identity: Identity | None = None,
+    namespace: Mapping[str, object] | None = None,
+    write: bool = False,
+    limit: int | None = None,
+    explain: bool = False,
+    statement_timeout_ms: int | None = None,
+) -> QueryOutcome:
+    """Run every statement of ``sql`` in one transaction as ``identity``; the last one's rows are returned."""
+    identity = identity or Identity.none()
+    planned = plan_statements(sql, namespace)
+    if explain:
+        last_sql, last_args, _ = planned[-1]
+        planned[-1] = (f"explain (analyze, buffers, verbose) {last_sql}", last_args, "query")
+    max_rows = limit if limit is not None else DEFAULT_MAX_ROWS
+    if max_rows < 0:
+        raise QueryUsageError(f"--limit must be >= 0, not {max_rows}.")
+    await _prepare_codecs(conn)
+    started = time.perf_counter()
+    readonly = not write or explain
+    await conn.execute(begin_script(identity, readonly=readonly, statement_timeout_ms=statement_timeout_ms))
+    outcome: QueryOutcome | None = None
+    try:
+        status = ""
+        frame = pd.DataFrame()
+        truncated = False
+        for index, (stmt, args, kind) in enumerate(planned):
+            last = index == len(planned) - 1
+            if not last or kind != "query":
+                status = await conn.execute(stmt, *args) if args else await conn.execute(stmt)
+                continue
+            prepared = await conn.prepare(stmt)
+            if max_rows >= DEFAULT_MAX_ROWS and limit is None:
+                records = await prepared.fetch(*args)
+            else:
+                cursor = await prepared.cursor(*args)
+                records = await cursor.fetch(max_rows + 1)
+            if len(records) > max_rows:
+                truncated = True
+                records = records[:max_rows]
+            frame = _frame(records, prepared.get_attributes())
+        commit = write and not explain
+        await conn.execute("commit" if commit else "rollback")
+        elapsed = time.perf_counter() - started
+        explain_text = "\n".join(str(v) for v in frame.iloc[:, 0]) if explain and len(frame.columns) else None
+        outcome = QueryOutcome(
+            frame=frame,
+            identity=identity,
+            elapsed=elapsed,
+            statements=len(planned),
+            status=status,
+            truncated=truncated,
+            limit=max_rows,
+            explain=explain_text,
+            committed=commit,
+        )
+        return outcome
+    finally:
+        if outcome is None and not conn.is_closed() and conn.is_in_transaction():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.execute("rollback"))
+
+
+async def run_query(
+    engine: AsyncEngine,
+    sql: str,
+    *,
+    identity: Identity | None = None,
+    namespace: Mapping[str, object] | None = None,
+    write: bool = False,
+    limit: int | None = None,
+    explain: bool = False,
+) -> QueryOutcome:
+    """:func:`run_on_connection` on a connection checked out of ``engine``'s pool; errors classified."""
+    from workbench.engine import engine_mode
+    from workbench.settings import ConnectionMode
+
+    per_tx_timeout = None
+    if engine_mode(engine) is ConnectionMode.TRANSACTION:
+        per_tx_timeout = _engine_timeout(engine)
+    try:
+        async with engine.connect() as sa_conn:
+            raw = await sa_conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            try:
+                return await run_on_connection(
+                    driver,
+                    sql,
+                    identity=identity,
+                    namespace=namespace,
+                    write=write,
+                    limit=limit,
+                    explain=explain,
+                    statement_timeout_ms=per_tx_timeout,
+                )
+            except BaseException:
+                if driver.is_closed() or driver.is_in_transaction():
+                    await sa_conn.invalidate()  # never hand a connection in an unknown state back to the pool
+                raise
+    except (QueryUsageError, asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if isinstance(exc, WorkbenchError):
+            raise
+        from workbench.identity import IdentityError
+        from workbench.sqltext import MissingParameter, SQLSyntaxError
+
+        if isinstance(exc, IdentityError | MissingParameter | SQLSyntaxError):
+            raise
+        raise QueryError(classify(exc, sql)) from exc
+
+
+def _engine_timeout(engine: AsyncEngine) -> int | None:
+    from workbench.engine import engine_statement_timeout
+
+    return engine_statement_timeout(engine)

@@ -1,0 +1,1 @@
+"""ipywidgets front ends; each is thin glue over a plain Python API."""

@@ -116,3 +116,83 @@ logfile = {self.workdir}/pgbouncer.log
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class RoundTripCounter:
+    """A TCP proxy in front of PostgreSQL that counts client round trips: every simple ``Query`` ('Q'),
+    extended-protocol ``Sync`` ('S') and ``Flush`` ('H') message ends an exchange the client waits on."""
+
+    def __init__(self, backend_port: int) -> None:
+        self.backend_port = backend_port
+        self.port = 0
+        self.round_trips = 0
+        self.messages: list[str] = []
+        self._server: object | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def reset(self) -> None:
+        self.round_trips = 0
+        self.messages.clear()
+
+    async def start(self) -> None:
+        import asyncio
+
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        server = self._server
+        if server is not None:
+            server.close()  # type: ignore[attr-defined]
+            await server.wait_closed()  # type: ignore[attr-defined]
+
+    async def _handle(self, client_reader, client_writer) -> None:  # type: ignore[no-untyped-def]
+        import asyncio
+
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.backend_port)
+
+        async def pump_server() -> None:
+            try:
+                while data := await server_reader.read(65536):
+                    client_writer.write(data)
+                    await client_writer.drain()
+            finally:
+                client_writer.close()
+
+        task = asyncio.create_task(pump_server())
+        try:
+            startup = True
+            buf = b""
+            while data := await client_reader.read(65536):
+                server_writer.write(data)
+                await server_writer.drain()
+                buf += data
+                while True:
+                    if startup:
+                        if len(buf) < 4:
+                            break
+                        length = int.from_bytes(buf[:4], "big")
+                        if len(buf) < length:
+                            break
+                        code = int.from_bytes(buf[4:8], "big")
+                        buf = buf[length:]
+                        if code not in (80877103, 80877104):  # SSLRequest / GSSENCRequest
+                            startup = False
+                        continue
+                    if len(buf) < 5:
+                        break
+                    kind = chr(buf[0])
+                    length = int.from_bytes(buf[1:5], "big")
+                    if len(buf) < 1 + length:
+                        break
+                    buf = buf[1 + length :]
+                    self.messages.append(kind)
+                    if kind in "QSH":
+                        self.round_trips += 1
+        finally:
+            server_writer.close()
+            task.cancel()

@@ -121,19 +121,25 @@ async def _prepare_codecs(conn: asyncpg.Connection) -> None:
     _CODEC_CONNECTIONS.add(conn)
 
 
-def _frame(records: list[Any], attributes: Any) -> pd.DataFrame:
-    names = _unique_names([a.name for a in attributes])
-    frame = pd.DataFrame.from_records(records, columns=names, coerce_float=False) if records else None
-    if frame is None:
-        frame = pd.DataFrame(
+def _frame(records: list[Any], attributes: Any = None) -> pd.DataFrame:
+    """Records to a DataFrame in one step; integer and boolean columns holding NULLs stay exact
+    (``Int64`` / ``boolean``) instead of turning into floats or objects."""
+    if not records:
+        names = _unique_names([a.name for a in attributes])
+        return pd.DataFrame(
             {n: pd.Series(dtype=_empty_dtype(a.type.name)) for n, a in zip(names, attributes, strict=True)}
         )
-        return frame
-    for name, attr in zip(names, attributes, strict=True):
-        if attr.type.name in _INT_TYPES and frame[name].dtype.kind not in "iu":
-            frame[name] = frame[name].astype("Int64")  # NULLs present: keep integers exact
-        elif attr.type.name == "bool" and frame[name].dtype != bool:
+    names = _unique_names(list(records[0].keys()))
+    frame = pd.DataFrame.from_records(records, columns=names, coerce_float=False)
+    for index, name in enumerate(names):
+        kind = frame[name].dtype.kind
+        if kind in "iub" or kind == "M":
+            continue
+        sample = next((r[index] for r in records if r[index] is not None), None)
+        if isinstance(sample, bool):
             frame[name] = frame[name].astype("boolean")
+        elif isinstance(sample, int):
+            frame[name] = frame[name].astype("Int64")
     return frame
 
 
@@ -199,8 +205,12 @@ async def run_on_connection(
     limit: int | None = None,
     explain: bool = False,
     statement_timeout_ms: int | None = None,
+    pooler_safe: bool = False,
 ) -> QueryOutcome:
-    """Run every statement of ``sql`` in one transaction as ``identity``; the last one's rows are returned."""
+    """Run every statement of ``sql`` in one transaction as ``identity``; the last one's rows are returned.
+
+    ``pooler_safe`` (behind a transaction pooler, where the connection's statement cache is off) uses only
+    the unnamed statement; otherwise asyncpg's statement cache saves the Parse round trip."""
     identity = identity or Identity.none()
     planned = plan_statements(sql, namespace)
     if explain:
@@ -223,16 +233,22 @@ async def run_on_connection(
             if not last or kind != "query":
                 status = await conn.execute(stmt, *args) if args else await conn.execute(stmt)
                 continue
-            prepared = await conn.prepare(stmt)
-            if max_rows >= DEFAULT_MAX_ROWS and limit is None:
-                records = await prepared.fetch(*args)
-            else:
+            # A portal fetch bounded by max_rows + 1: memory stays bounded whatever the result size, and
+            # asyncpg's statement cache still applies (no Parse round trip when the statement is cached).
+            attributes = None
+            if pooler_safe:  # unnamed statement: nothing left on a server connection shared through a pooler
+                prepared = await conn.prepare(stmt)
+                attributes = prepared.get_attributes()
                 cursor = await prepared.cursor(*args)
-                records = await cursor.fetch(max_rows + 1)
+            else:
+                cursor = await conn.cursor(stmt, *args)
+            records = await cursor.fetch(max_rows + 1)
             if len(records) > max_rows:
                 truncated = True
                 records = records[:max_rows]
-            frame = _frame(records, prepared.get_attributes())
+            if not records and attributes is None:
+                attributes = (await conn.prepare(stmt)).get_attributes()
+            frame = _frame(records, attributes)
         commit = write and not explain
         await conn.execute("commit" if commit else "rollback")
         elapsed = time.perf_counter() - started
@@ -287,6 +303,7 @@ async def run_query(
                     limit=limit,
                     explain=explain,
                     statement_timeout_ms=per_tx_timeout,
+                    pooler_safe=per_tx_timeout is not None,
                 )
             except BaseException:
                 if driver.is_closed() or driver.is_in_transaction():

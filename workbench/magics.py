@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import shlex
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import HTML, display
+from IPython.display import display
 
 from workbench import core
 from workbench.identity import Identity
@@ -72,7 +72,8 @@ class WorkbenchMagics(Magics):
             wb = core.connect(Settings.local(), mode=args.mode)
         else:
             wb = core.connect(args.target, mode=args.mode)
-        display(HTML(f"<span class='wb-connected'>Connected: {_esc(wb.settings.describe())}</span>"))
+        where = wb.settings.describe()
+        _show(f"<span class='wb-connected'>Connected: {_esc(where)}</span>", f"Connected: {where}")
         return None
 
     # -- queries -------------------------------------------------------------------------------------
@@ -84,14 +85,14 @@ class WorkbenchMagics(Magics):
     @argument("--limit", type=int, default=None, help="fetch at most N rows")
     @argument("--write", action="store_true", help="commit (queries are read-only by default)")
     @argument("--explain", action="store_true", help="EXPLAIN ANALYZE the last statement (always rolled back)")
-    @argument("sql", nargs="*", help="SQL (line magic)")
     @line_cell_magic
     def sbquery(self, line: str, cell: str | None = None) -> Any:
         """Run SQL as an identity; ``:name`` binds the notebook variable ``name`` as a parameter."""
-        args = _parse(self.sbquery, _protect_sql(line) if cell is None else line)
-        sql = cell if cell is not None else " ".join(args.sql)
         if cell is None:
-            sql = line[line.find(args.sql[0]) :] if args.sql else ""
+            options, sql = split_line_magic(line)
+        else:
+            options, sql = line, cell
+        args = _parse(self.sbquery, options)
         wb = core.current()
         namespace = self.shell.user_ns if self.shell is not None else {}
 
@@ -105,7 +106,10 @@ class WorkbenchMagics(Magics):
 
         outcome = wb.run(go())
         if outcome.explain is not None:
-            display(HTML(f"<pre class='wb-explain'>{_esc(outcome.explain)}</pre><div>{_esc(outcome.footer)}</div>"))
+            _show(
+                f"<pre class='wb-explain'>{_esc(outcome.explain)}</pre><div>{_esc(outcome.footer)}</div>",
+                f"{outcome.explain}\n{outcome.footer}",
+            )
             return None
         from workbench.query import result_frame
 
@@ -141,7 +145,8 @@ class WorkbenchMagics(Magics):
             identity = wb.run(wb.resolve_identity(args.user, args.role, None, base=Identity.none()))
         identity = identity.with_claims(args.claims)
         wb.impersonate(identity)
-        display(HTML(f"<span class='wb-identity'>Now running as <b>{_esc(identity.describe())}</b></span>"))
+        who = identity.describe()
+        _show(f"<span class='wb-identity'>Now running as <b>{_esc(who)}</b></span>", f"Now running as {who}")
         return None
 
     @line_magic
@@ -151,13 +156,13 @@ class WorkbenchMagics(Magics):
         seen = wb.run(wb.whoami())
         claims = seen.get("claims")
         pretty = json.dumps(claims, indent=2, default=str) if claims is not None else "(no JWT claims)"
-        display(
-            HTML(
-                "<div class='wb-whoami'>"
-                f"<b>{_esc(seen['identity'])}</b> · database role <code>{_esc(str(seen['db_role']))}</code>"
-                f" · auth.uid() <code>{_esc(str(seen['uid']))}</code>"
-                f"<pre>{_esc(pretty)}</pre></div>"
-            )
+        summary = f"{seen['identity']} · database role {seen['db_role']} · auth.uid() {seen['uid']}"
+        _show(
+            "<div class='wb-whoami'>"
+            f"<b>{_esc(seen['identity'])}</b> · database role <code>{_esc(str(seen['db_role']))}</code>"
+            f" · auth.uid() <code>{_esc(str(seen['uid']))}</code>"
+            f"<pre>{_esc(pretty)}</pre></div>",
+            f"{summary}\n{pretty}",
         )
         return None
 
@@ -213,27 +218,41 @@ def _optional(module_name: str, magic: str) -> Any:
         raise QueryUsageError(f"{magic} is not available in this version of the workbench ({module_name}).") from None
 
 
-def _protect_sql(line: str) -> str:
-    """Line magic: options come first; quote the SQL so argparse does not read '-' in it as options."""
-    tokens = shlex.split(line, posix=True) if line.strip() else []
-    opts_with_value = {"--as", "--role", "--claims", "-o", "--out", "--limit"}
-    flags = {"--write", "--explain"}
-    out: list[str] = []
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok in opts_with_value and i + 1 < len(tokens):
-            out += [tok, shlex.quote(tokens[i + 1])]
-            i += 2
-        elif tok in flags:
-            out.append(tok)
-            i += 1
+_VALUE_OPTIONS = ("--as", "--role", "--claims", "-o", "--out", "--limit")
+_FLAG_OPTIONS = ("--write", "--explain")
+
+
+def split_line_magic(line: str) -> tuple[str, str]:
+    """Line ``%sbquery``: leading options, then the SQL verbatim (never shell-split: it may hold quotes)."""
+    pos, n = 0, len(line)
+    options: list[str] = []
+    while True:
+        while pos < n and line[pos].isspace():
+            pos += 1
+        word_end = pos
+        while word_end < n and not line[word_end].isspace():
+            word_end += 1
+        word = line[pos:word_end]
+        if word in _FLAG_OPTIONS:
+            options.append(word)
+            pos = word_end
+            continue
+        if word not in _VALUE_OPTIONS:
+            return " ".join(options), line[pos:].strip()
+        start = word_end
+        while start < n and line[start].isspace():
+            start += 1
+        if start < n and line[start] in "'\"":
+            close = line.find(line[start], start + 1)
+            if close == -1:
+                raise UsageError(f"{word}: the quoted value has no closing {line[start]}")
+            value_end = close + 1
         else:
-            break
-    rest = tokens[i:]
-    if rest:
-        out += ["--", *(shlex.quote(t) for t in rest)]
-    return " ".join(out)
+            value_end = start
+            while value_end < n and not line[value_end].isspace():
+                value_end += 1
+        options += [word, line[start:value_end]]
+        pos = value_end
 
 
 def _parse(magic: Any, line: str) -> Any:
@@ -243,6 +262,11 @@ def _parse(magic: Any, line: str) -> Any:
         if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             setattr(args, key, value[1:-1])
     return args
+
+
+def _show(html_text: str, plain: str) -> None:
+    """Display HTML in Jupyter with a plain-text twin for terminals and logs."""
+    display({"text/html": html_text, "text/plain": plain}, raw=True)
 
 
 def _esc(text: str) -> str:

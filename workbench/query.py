@@ -221,7 +221,7 @@ async def run_on_connection(
         raise QueryUsageError(f"--limit must be >= 0, not {max_rows}.")
     await _prepare_codecs(conn)
     started = time.perf_counter()
-    readonly = not write or explain
+    readonly = not write  # --explain --write: EXPLAIN ANALYZE the write, then roll it back
     await conn.execute(begin_script(identity, readonly=readonly, statement_timeout_ms=statement_timeout_ms))
     outcome: QueryOutcome | None = None
     try:

@@ -207,14 +207,16 @@ def _as_dict(value: Any) -> dict[str, Any]:
 
 
 def _identities(row: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """GoTrue lists a user's identities; the stand-in has no auth.identities, so derive them."""
+    """GoTrue lists a user's identities; the stand-in has no auth.identities, so derive them from the
+    providers recorded in ``app_metadata`` (as GoTrue records them) for which the user has a value."""
+    providers = _as_dict(row["raw_app_meta_data"]).get("providers") or []
     user_id = str(row["id"])
     created = _ts(row["created_at"])
     updated = _ts(row["updated_at"]) or created
     out = []
     for provider, key in (("email", "email"), ("phone", "phone")):
         value = row[key]
-        if not value:
+        if not value or provider not in providers:
             continue
         data: dict[str, Any] = {"sub": user_id, key: value}
         if provider == "email":

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
-from rigs import PgBouncer, require_tool  # noqa: E402
+from rigs import require_tool  # noqa: E402
 
-from workbench.local.postgres import free_port  # noqa: E402
+from workbench.local.pgbouncer import LocalPgBouncer  # noqa: E402
 from workbench.local.standin import LocalStandIn  # noqa: E402
 from workbench.settings import Settings  # noqa: E402
 
@@ -74,34 +71,23 @@ def empty_db(standin: LocalStandIn, request: pytest.FixtureRequest) -> str:
 def pgbouncer_factory(standin: LocalStandIn) -> Iterator[object]:
     """Start real PgBouncers (transaction mode) in front of the stand-in: ``factory(pool_size=1)``."""
     binary = require_tool("pgbouncer", "needed to test transaction pooling")
-    started: list[PgBouncer] = []
-    dirs: list[str] = []
+    started: list[LocalPgBouncer] = []
 
-    def factory(pool_size: int = 2, max_client_conn: int = 400) -> PgBouncer:
-        workdir = tempfile.mkdtemp(prefix="wb-pgbouncer-")
-        dirs.append(workdir)
+    def factory(pool_size: int = 2, max_client_conn: int = 400) -> LocalPgBouncer:
         port = standin.status().db_port
         assert port is not None
-        bouncer = PgBouncer(
-            binary=binary,
-            workdir=Path(workdir),
-            port=free_port(),
-            backend_port=port,
-            pool_size=pool_size,
-            max_client_conn=max_client_conn,
-        )
-        bouncer.start()
+        bouncer = LocalPgBouncer(
+            backend_port=port, pool_size=pool_size, max_client_conn=max_client_conn, binary=binary
+        ).start()
         started.append(bouncer)
         return bouncer
 
     yield factory
     for bouncer in started:
-        bouncer.stop()
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
+        bouncer.close()
 
 
 @pytest.fixture(scope="session")
-def pgbouncer(pgbouncer_factory) -> PgBouncer:  # type: ignore[no-untyped-def]
+def pgbouncer(pgbouncer_factory) -> LocalPgBouncer:  # type: ignore[no-untyped-def]
     """One shared PgBouncer in transaction mode with a server pool of 2."""
     return pgbouncer_factory(pool_size=2)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -47,75 +45,6 @@ def wait_for_port_closed(port: int, timeout: float = 20) -> None:
                 return
         time.sleep(0.02)  # polling until the port is released
     raise TimeoutError(f"127.0.0.1:{port} still accepts connections after {timeout}s")
-
-
-@dataclass
-class PgBouncer:
-    """A real PgBouncer in transaction mode in front of the stand-in's PostgreSQL."""
-
-    binary: str
-    workdir: Path
-    port: int
-    backend_port: int
-    pool_size: int = 2
-    max_client_conn: int = 400
-
-    @property
-    def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def write_config(self) -> Path:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "userlist.txt").write_text('"postgres" ""\n')
-        ini = self.workdir / "pgbouncer.ini"
-        ini.write_text(
-            f"""[databases]
-postgres = host=127.0.0.1 port={self.backend_port} dbname=postgres user=postgres
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {self.port}
-unix_socket_dir =
-auth_type = trust
-auth_file = {self.workdir}/userlist.txt
-pool_mode = transaction
-default_pool_size = {self.pool_size}
-max_client_conn = {self.max_client_conn}
-server_reset_query =
-ignore_startup_parameters = extra_float_digits
-pidfile = {self.workdir}/pgbouncer.pid
-logfile = {self.workdir}/pgbouncer.log
-"""
-        )
-        return ini
-
-    def start(self) -> None:
-        ini = self.write_config()
-        user = "nobody" if os.geteuid() == 0 else None
-        if user:
-            os.chmod(self.workdir, 0o777)
-            for f in self.workdir.iterdir():
-                os.chmod(f, 0o666)
-        cmd = [self.binary, "-d", *(["-u", user] if user else []), str(ini)]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        pidfile = self.workdir / "pgbouncer.pid"
-        if pidfile.exists():
-            try:
-                pid = int(pidfile.read_text().strip())
-                os.kill(pid, 15)
-            except (ValueError, ProcessLookupError):
-                pass
-        wait_for_port_closed(self.port)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 class RoundTripCounter:

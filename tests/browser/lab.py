@@ -258,6 +258,29 @@ def run_all(page: Any, *, allow_errors: bool = False, timeout_ms: int = RUN_MS) 
         raise LabError(f"a cell failed in the notebook:\n{text}")
 
 
+NOTEBOOK_CELLS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"
+
+
+def cell_at(page: Any, index: int) -> Any:
+    """The ``index``-th cell (markdown cells count) of the open notebook."""
+    return page.locator(NOTEBOOK_CELLS).nth(index)
+
+
+_RERUN_DONE = """([cell, before]) => {
+  const prompt = cell.querySelector('.jp-InputPrompt');
+  const text = (prompt && prompt.textContent) || '';
+  return /\\[\\d+\\]/.test(text) && text !== before;
+}"""
+
+
+def run_cell(page: Any, cell: Any, *, timeout_ms: int = RUN_MS) -> None:
+    """Run one cell again (select it, Ctrl+Enter) and wait until its execution count changes."""
+    before = cell.locator(".jp-InputPrompt").inner_text()
+    cell.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function(_RERUN_DONE, arg=[cell.element_handle(), before], timeout=timeout_ms)
+
+
 def errors_text(page: Any) -> str:
     """The text of every error/stderr output on the page (a traceback, a warning)."""
     return "\n".join(page.locator(ERROR_OUTPUT).all_inner_texts()).strip()

@@ -58,9 +58,7 @@ async def diagnose(settings: Settings) -> list[Check]:
                 )
             )
         else:
-            checks.append(
-                Check("roles", True, ", ".join(SUPABASE_ROLES) + " present; service_role bypasses RLS")
-            )
+            checks.append(Check("roles", True, ", ".join(SUPABASE_ROLES) + " present; service_role bypasses RLS"))
         helpers = await conn.fetchval(
             "select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
             "where n.nspname = 'auth' and p.proname in ('uid', 'role', 'email', 'jwt')"
@@ -94,9 +92,7 @@ async def diagnose(settings: Settings) -> list[Check]:
                             )
                         )
                 except httpx.HTTPError as exc:
-                    checks.append(
-                        Check("local API", False, type(exc).__name__, "Run `workbench local start`.")
-                    )
+                    checks.append(Check("local API", False, type(exc).__name__, "Run `workbench local start`."))
             else:
                 try:
                     resp = await client.get(f"{base}/auth/v1/health")

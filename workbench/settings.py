@@ -123,9 +123,7 @@ class Settings(BaseSettings):
                 f"the pooler user {user!r} lacks the '.<project-ref>' suffix, so Supavisor answers "
                 "'Tenant or user not found'. Fix: use 'postgres.<project-ref>' as the user.",
             )
-        expected = {TRANSACTION_PORT: ConnectionMode.TRANSACTION, SESSION_PORT: ConnectionMode.SESSION}.get(
-            port
-        )
+        expected = {TRANSACTION_PORT: ConnectionMode.TRANSACTION, SESSION_PORT: ConnectionMode.SESSION}.get(port)
         if expected is None:
             raise _Problem(
                 field,
@@ -150,9 +148,7 @@ class Settings(BaseSettings):
                 "(https://<project-ref>.supabase.co).",
             )
         if self.db_password is None or not self.db_password.get_secret_value():
-            raise _Problem(
-                "db_password", "is required with SUPABASE_PROJECT_REF. Fix: set the database password."
-            )
+            raise _Problem("db_password", "is required with SUPABASE_PROJECT_REF. Fix: set the database password.")
         mode = self.db_mode or (ConnectionMode.TRANSACTION if self.pooler_host else ConnectionMode.DIRECT)
         if mode is not ConnectionMode.DIRECT:
             if not self.pooler_host:
@@ -161,13 +157,8 @@ class Settings(BaseSettings):
                     f"is required for {mode.value} mode. Fix: copy it from the dashboard's Connect dialog, "
                     "like aws-0-<region>.pooler.supabase.com.",
                 )
-            if (
-                urlsplit(f"//{self.pooler_host}").hostname != self.pooler_host.lower()
-                or "/" in self.pooler_host
-            ):
-                raise _Problem(
-                    "pooler_host", "must be a bare host name, like aws-0-<region>.pooler.supabase.com."
-                )
+            if urlsplit(f"//{self.pooler_host}").hostname != self.pooler_host.lower() or "/" in self.pooler_host:
+                raise _Problem("pooler_host", "must be a bare host name, like aws-0-<region>.pooler.supabase.com.")
 
     # -- derived values ------------------------------------------------------------------------------
     @property
@@ -183,9 +174,7 @@ class Settings(BaseSettings):
         if self.db_url is not None:
             parts = urlsplit(self.db_url.get_secret_value())
             if parts.hostname and parts.hostname.endswith(".pooler.supabase.com"):
-                return (
-                    ConnectionMode.TRANSACTION if parts.port == TRANSACTION_PORT else ConnectionMode.SESSION
-                )
+                return ConnectionMode.TRANSACTION if parts.port == TRANSACTION_PORT else ConnectionMode.SESSION
             return ConnectionMode.DIRECT
         return ConnectionMode.TRANSACTION if self.pooler_host else ConnectionMode.DIRECT
 
@@ -226,9 +215,7 @@ class Settings(BaseSettings):
 
     def describe(self) -> str:
         """A one-line, secret-free summary for displays and logs."""
-        where = (
-            "local stand-in" if self.is_local else self.database_url().render_as_string(hide_password=True)
-        )
+        where = "local stand-in" if self.is_local else self.database_url().render_as_string(hide_password=True)
         return f"{where} ({self.mode.value} mode)"
 
     @classmethod

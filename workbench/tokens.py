@@ -327,11 +327,7 @@ class TokenVerifier:
             return _Header(alg=alg, kid=kid)
 
     def _key_missing(self, header: _Header) -> bool:
-        return (
-            header.alg in ASYMMETRIC_ALGORITHMS
-            and header.kid is not None
-            and self.jwks.get(header.kid) is None
-        )
+        return header.alg in ASYMMETRIC_ALGORITHMS and header.kid is not None and self.jwks.get(header.kid) is None
 
     def _should_fetch(self, header: _Header) -> bool:
         """Call with the fetch lock held, so the answer cannot change under a concurrent fetch."""

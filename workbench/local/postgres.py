@@ -81,9 +81,7 @@ class EmbeddedPostgres:
     def _run(self, tool: str, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
         cmd = [str(_bin_dir() / tool), *args]
         user = _RUN_AS if _is_root() else None
-        return subprocess.run(
-            cmd, user=user, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
+        return subprocess.run(cmd, user=user, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def _prepare_root(self) -> None:
         """As root, hand the data directory to the ``pgserver`` user and make the binaries reachable."""

@@ -202,7 +202,7 @@ def check_mime_rules(rules: Any) -> list[str] | None:
         raise bad_request("body/allowed_mime_types must be an array of strings")
     kept = [r for r in rules if r]
     for rule in kept:
-        if len(rule) > 1000 or not _MIME_RULE.match(rule):
+        if len(rule) > 1000 or not _MIME_RULE.search(rule):
             raise invalid_mime_type(rule)
     return kept
 

@@ -206,6 +206,8 @@ def open_notebook(page: Any, lab: Lab, name: str, *, sidebar: bool = False) -> N
     started = time.monotonic()
     page.goto(lab.page_url(f"tree/{name}", reset=""), wait_until="domcontentloaded")
     page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.wait_for(timeout=FIRST_LOAD_MS)
+    lab.timings.setdefault("first_app_load_s", time.monotonic() - started)
+    lab.timings["last_app_load_s"] = time.monotonic() - started
     if not sidebar:
         open_tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
         if open_tab.count():

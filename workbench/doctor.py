@@ -80,19 +80,21 @@ async def diagnose(settings: Settings) -> list[Check]:
             if settings.is_local or (settings.local_dir is not None):
                 try:
                     health = (await client.get(f"{base}/health")).json()
-                    services = health.get("services", {})
                     checks.append(Check("local API", bool(health.get("db")), f"{base} (database pool ok)"))
-                    for prefix, state in services.items():
-                        checks.append(
-                            Check(
-                                f"service {prefix}",
-                                state == "ok",
-                                state,
-                                "" if state == "ok" else "This service is not built into this version yet.",
-                            )
-                        )
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, ValueError) as exc:
                     checks.append(Check("local API", False, type(exc).__name__, "Run `workbench local start`."))
+                    return checks
+                key = settings.service_role_key.get_secret_value() if settings.service_role_key else ""
+                headers = {"apikey": key, "Authorization": f"Bearer {key}"}
+                probes = {"auth service": "/auth/v1/health", "storage service": "/storage/v1/bucket"}
+                for name, path in probes.items():
+                    try:
+                        resp = await client.get(f"{base}{path}", headers=headers)
+                        ok = resp.status_code == 200
+                        detail = f"GET {path} -> {resp.status_code}"
+                    except httpx.HTTPError as exc:
+                        ok, detail = False, f"GET {path} -> {type(exc).__name__}"
+                    checks.append(Check(name, ok, detail, "" if ok else "Run `workbench local reset`; see api.log."))
             else:
                 try:
                     resp = await client.get(f"{base}/auth/v1/health")

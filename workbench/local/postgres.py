@@ -46,7 +46,9 @@ def free_port(preferred: int | None = None) -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Free to listen on (a port in TIME_WAIT counts as free: PostgreSQL binds with SO_REUSEADDR too)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

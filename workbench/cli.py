@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -78,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
 
     try:
-        from workbench.schema import cli as schema_cli
-    except ImportError:
-        schema_cli = None
+        schema_cli = importlib.import_module("workbench.schema.cli")
+    except ModuleNotFoundError:
+        schema_cli = None  # the models command lands with the schema package
     if schema_cli is not None:
         schema_cli.add_parser(sub)
     return parser

@@ -42,7 +42,9 @@ __all__ = [
     "delete",
     "download",
     "download_to",
+    "identity_for_user",
     "info",
+    "known_users",
     "list_buckets",
     "list_folder",
     "move",
@@ -144,6 +146,36 @@ async def client_as(
 
 async def _client_with_token(url: str, anon_key: str, token: str) -> AsyncClient:
     return await acreate_client(url, anon_key, options=AsyncClientOptions(headers={"Authorization": f"Bearer {token}"}))
+
+
+async def known_users(settings: Settings, text: str = "", limit: int = 50) -> list[dict[str, Any]]:
+    """Users from ``auth.users`` (for "view as"); needs the database settings, not the storage keys."""
+    from workbench.identity import find_users
+
+    conn = await _connect(settings)
+    try:
+        return await find_users(conn, text, limit)
+    finally:
+        await conn.close()
+
+
+async def identity_for_user(settings: Settings, who: str) -> Identity:
+    """The identity (claims as Supabase Auth would mint them) of a user given by email or uuid."""
+    from workbench.identity import user_identity
+
+    issuer = f"{(settings.url or 'http://127.0.0.1').rstrip('/')}/auth/v1"
+    conn = await _connect(settings)
+    try:
+        return await user_identity(conn, who, issuer=issuer)
+    finally:
+        await conn.close()
+
+
+async def _connect(settings: Settings) -> Any:
+    import asyncpg
+
+    dsn = settings.database_url().set(drivername="postgresql").render_as_string(hide_password=False)
+    return await asyncpg.connect(dsn, timeout=10, statement_cache_size=0)
 
 
 # ---------------------------------------------------------------------------------------- errors

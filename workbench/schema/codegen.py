@@ -1,0 +1,1508 @@
+"""SQLAlchemy 2.0 typed declarative source code from a :class:`~workbench.schema.model.Database`.
+
+The aim is fidelity: ``Base.metadata.create_all()`` of the generated code rebuilds the same database
+(columns in order, types, defaults, keys, constraints, indexes, enums, domains, sequences), with views
+created as views, partitioned tables as partitioned tables, and row level security with its policies.
+What SQLAlchemy has no construct for is emitted as DDL that ``create_all`` runs after the tables.
+
+The steps follow one verb scheme: :func:`generate` -> ``_plan`` (forms and names) -> ``_relate``
+(relationships) -> ``_render_*`` (one module or one module per schema).
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from workbench.schema import model as m
+
+VALID_OPTIONS = frozenset(
+    {
+        "noindexes",  # leave indexes out
+        "noconstraints",  # leave unique and check constraints out (keys stay)
+        "nocomments",  # leave table and column comments out
+        "nojoined",  # no many-to-many through association tables: map them like other tables
+        "nobidi",  # relationships on the foreign-key side only (no back_populates)
+        "noidsuffix",  # name many-to-one relationships after the target table, not the FK column
+        "nonativeenums",  # enum columns typed str, no Python enum classes (the database type is kept)
+        "noinflect",  # class names are the table names as they are (no singular form)
+        "norelationships",  # no relationships at all
+        "noviews",  # leave views and materialized views out
+        "norls",  # do not recreate row level security and policies
+    }
+)
+EXTERNAL_MODES = ("standin", "include", "plain")
+LAYOUTS = ("file", "package")
+External = Literal["standin", "include", "plain"]
+Layout = Literal["file", "package"]
+
+_SA = "sqlalchemy"
+_PG = "sqlalchemy.dialects.postgresql"
+_ORM = "sqlalchemy.orm"
+_IMPORTABLE = {
+    _SA: {
+        "BigInteger", "Boolean", "CHAR", "CheckConstraint", "Column", "Computed", "DDL", "Date", "DateTime",
+        "Double", "Enum", "ForeignKey", "ForeignKeyConstraint", "Identity", "Index", "Integer", "LargeBinary",
+        "MetaData", "Numeric", "PrimaryKeyConstraint", "REAL", "Sequence", "SmallInteger", "String", "Table",
+        "Text", "Time", "UniqueConstraint", "Uuid", "event", "text",
+    },
+    _PG: {
+        "ARRAY", "BIT", "CIDR", "DATEMULTIRANGE", "DATERANGE", "DOMAIN", "ENUM", "HSTORE", "INET", "INT4MULTIRANGE",
+        "INT4RANGE", "INT8MULTIRANGE", "INT8RANGE", "INTERVAL", "JSON", "JSONB", "MACADDR", "MACADDR8", "MONEY",
+        "NUMMULTIRANGE", "NUMRANGE", "OID", "REGCLASS", "REGCONFIG", "TIME", "TIMESTAMP", "TSMULTIRANGE",
+        "TSQUERY", "TSRANGE", "TSTZMULTIRANGE", "TSTZRANGE", "TSVECTOR", "Range",
+    },
+    _ORM: {"DeclarativeBase", "Mapped", "mapped_column", "relationship"},
+    "sqlalchemy.types": {"UserDefinedType"},
+    "sqlalchemy.engine": {"Connection"},
+    "decimal": {"Decimal"},
+    "typing": {"Any", "TYPE_CHECKING"},
+}  # fmt: skip
+# Names a column attribute must never take: class bodies call these (a column named ``text`` would
+# otherwise shadow ``text()`` for the columns after it) or SQLAlchemy reserves them.
+_RESERVED = (
+    set(keyword.kwlist)
+    | {"metadata", "registry", "datetime", "enum", "uuid", "list", "str", "int", "float", "bool", "bytes", "dict"}
+    | {"Base", "PgType", "view_metadata"}
+    | {name for names in _IMPORTABLE.values() for name in names}
+)
+
+# PostgreSQL reserved key words (they need quotes as identifiers).
+_PG_RESERVED_WORDS = """
+    all analyse analyze and any array as asc asymmetric authorization binary both case cast check collate
+    collation column concurrently constraint create cross current_catalog current_date current_role current_schema
+    current_time current_timestamp current_user default deferrable desc distinct do else end except false fetch
+    for foreign freeze from full grant group having ilike in initially inner intersect into is isnull join lateral
+    leading left like limit localtime localtimestamp natural not notnull null offset on only or order outer
+    overlaps placing primary references returning right select session_user similar some symmetric system_user
+    table tablesample then to trailing true union unique user using variadic verbose when where window with
+"""
+_PG_RESERVED = frozenset(_PG_RESERVED_WORDS.split())
+
+# typname -> (SQLAlchemy class, module, Python type)
+_SIMPLE_TYPES: dict[str, tuple[str, str, str]] = {
+    "int2": ("SmallInteger", _SA, "int"),
+    "int4": ("Integer", _SA, "int"),
+    "int8": ("BigInteger", _SA, "int"),
+    "float4": ("REAL", _SA, "float"),
+    "float8": ("Double", _SA, "float"),
+    "bool": ("Boolean", _SA, "bool"),
+    "text": ("Text", _SA, "str"),
+    "date": ("Date", _SA, "datetime.date"),
+    "uuid": ("Uuid", _SA, "uuid.UUID"),
+    "json": ("JSON", _PG, "Any"),
+    "jsonb": ("JSONB", _PG, "Any"),
+    "bytea": ("LargeBinary", _SA, "bytes"),
+    "inet": ("INET", _PG, "str"),
+    "cidr": ("CIDR", _PG, "str"),
+    "macaddr": ("MACADDR", _PG, "str"),
+    "macaddr8": ("MACADDR8", _PG, "str"),
+    "tsvector": ("TSVECTOR", _PG, "str"),
+    "tsquery": ("TSQUERY", _PG, "str"),
+    "oid": ("OID", _PG, "int"),
+    "regclass": ("REGCLASS", _PG, "Any"),
+    "regconfig": ("REGCONFIG", _PG, "Any"),
+    "money": ("MONEY", _PG, "str"),
+    "hstore": ("HSTORE", _PG, "dict[str, str | None]"),
+    "int4range": ("INT4RANGE", _PG, "Range[int]"),
+    "int8range": ("INT8RANGE", _PG, "Range[int]"),
+    "numrange": ("NUMRANGE", _PG, "Range[Decimal]"),
+    "daterange": ("DATERANGE", _PG, "Range[datetime.date]"),
+    "tsrange": ("TSRANGE", _PG, "Range[datetime.datetime]"),
+    "tstzrange": ("TSTZRANGE", _PG, "Range[datetime.datetime]"),
+    "int4multirange": ("INT4MULTIRANGE", _PG, "list[Range[int]]"),
+    "int8multirange": ("INT8MULTIRANGE", _PG, "list[Range[int]]"),
+    "nummultirange": ("NUMMULTIRANGE", _PG, "list[Range[Decimal]]"),
+    "datemultirange": ("DATEMULTIRANGE", _PG, "list[Range[datetime.date]]"),
+    "tsmultirange": ("TSMULTIRANGE", _PG, "list[Range[datetime.datetime]]"),
+    "tstzmultirange": ("TSTZMULTIRANGE", _PG, "list[Range[datetime.datetime]]"),
+}
+_SQL_NAME_OF = {  # what format_type prints for the simple types above, to be sure no modifier is lost
+    "int2": "smallint",
+    "int4": "integer",
+    "int8": "bigint",
+    "float4": "real",
+    "float8": "double precision",
+    "bool": "boolean",
+    "money": "money",
+}
+
+
+class CodegenError(ValueError):
+    """Options or input the generator cannot honour; the message says what to change."""
+
+
+@dataclass
+class GeneratedCode:
+    """The generated source: one file (``models.py``) or a package (``__init__.py`` + one module per schema)."""
+
+    files: dict[str, str]
+    layout: Layout = "file"
+    notes: list[str] = field(default_factory=list)  # what could not be expressed, for the user to read
+
+    @property
+    def text(self) -> str:
+        """The single module, or all modules one after the other with their file names."""
+        if self.layout == "file":
+            return next(iter(self.files.values()))
+        return "\n".join(f"# ---- {name} ----\n{body}" for name, body in self.files.items())
+
+    def write(self, path: Path | str) -> list[Path]:
+        """Write to ``path``: a ``.py`` file for the file layout, a package folder for the package layout."""
+        target = Path(path).expanduser().resolve()
+        if self.layout == "file":
+            if target.is_dir():
+                target = target / "models.py"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(self.text, encoding="utf-8")
+            return [target]
+        if target.suffix == ".py":
+            raise CodegenError(f"{target} is a .py file but the package layout writes a folder; pass a folder.")
+        target.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, body in self.files.items():
+            (target / name).write_text(body, encoding="utf-8")
+            written.append(target / name)
+        return written
+
+
+# -- names ---------------------------------------------------------------------------------------------
+
+
+def _words(name: str) -> list[str]:
+    return [w for w in re.split(r"[\W_]+", unicodedata.normalize("NFKC", name)) if w]
+
+
+def singular(word: str) -> str:
+    """A cautious English singular: ``tasks`` -> ``task``, ``categories`` -> ``category``; unsure: unchanged."""
+    low = word.lower()
+    if len(word) > 4 and low.endswith("ies") and not low.endswith(("eies", "aies")):
+        return word[:-3] + ("Y" if word[-3:].isupper() else "y")
+    if low.endswith(("sses", "shes", "ches", "xes", "zzes", "atuses")):
+        return word[:-2]
+    if low.endswith(("ss", "us", "is", "news", "series", "species", "ics")) or len(word) <= 2:
+        return word
+    if low.endswith("s"):
+        return word[:-1]
+    return word
+
+
+def pascal(name: str, *, singularize: bool = False) -> str:
+    """``film_actor`` -> ``FilmActor`` (``film_actors`` -> ``FilmActor`` with ``singularize``)."""
+    words = _words(name)
+    if singularize and words:
+        words[-1] = singular(words[-1])
+    text = "".join(w[:1].upper() + w[1:] for w in words) or "Table"
+    if text[0].isdigit():
+        text = "T" + text
+    return text if text.isidentifier() else "Table"
+
+
+def snake(name: str) -> str:
+    """A valid lower-case identifier for ``name``."""
+    text = "_".join(_words(name)).lower() or "x"
+    if text[0].isdigit():
+        text = "_" + text
+    return text if text.isidentifier() else "x"
+
+
+def _attribute(name: str) -> str:
+    """The attribute for a column: the column name when Python accepts it as it is."""
+    if name.isidentifier() and unicodedata.normalize("NFKC", name) == name and not name.startswith("__"):
+        return name
+    return snake(name)
+
+
+def _free(name: str, used: set[str]) -> str:
+    while name in used or keyword.iskeyword(name) or name in _RESERVED:
+        name += "_"
+    used.add(name)
+    return name
+
+
+def _strip_id(name: str) -> str:
+    low = name.lower()
+    if low.endswith("_id"):
+        return name[:-3]
+    if low.endswith("id") and len(name) > 2:
+        return name[:-2].rstrip("_")
+    return ""
+
+
+def quote_ident(name: str) -> str:
+    """A PostgreSQL identifier, quoted only when it must be."""
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) and name not in _PG_RESERVED:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qn(schema: str, name: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _py(text: str) -> str:
+    """A Python string literal, double-quoted where possible (black style)."""
+    if '"' in text and "'" not in text:
+        return repr(text)
+    return '"' + repr(text)[1:-1].replace('"', '\\"').replace("\\'", "'") + '"'
+
+
+def _py_block(text: str) -> str:
+    """A long SQL statement as a readable triple-quoted literal."""
+    if "\n" not in text:
+        return _py(text)
+    body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    if body.endswith('"'):
+        body = body[:-1] + '\\"'
+    return f'"""{body}"""'
+
+
+def _sql_text(sql: str) -> str:
+    """``text("...")`` for a SQL fragment; a colon that text() would take for a bind parameter is escaped."""
+    escaped = _BIND_LIKE.sub(lambda _m: "\\:", sql)
+    return f"text({_py(escaped)})"
+
+
+_BIND_LIKE = re.compile(r"(?<![:\w\\]):(?=\w)")
+
+
+def _unquote(ident: str) -> str:
+    if ident.startswith('"') and ident.endswith('"'):
+        return ident[1:-1].replace('""', '"')
+    return ident
+
+
+def _split_qualified(text: str) -> tuple[str | None, str]:
+    """``public."My Seq"`` -> (``public``, ``My Seq``)."""
+    parts = re.findall(r'"(?:[^"]|"")*"|[^.]+', text)
+    if len(parts) == 2:
+        return _unquote(parts[0]), _unquote(parts[1])
+    return None, _unquote(text)
+
+
+# -- plan ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Rel:
+    name: str
+    target: _Entity
+    many: bool
+    optional: bool
+    back: str | None = None
+    foreign_keys: list[str] | None = None  # forward: attributes of this class
+    foreign_keys_expr: str | None = None  # back side: "[Source.attr]"
+    remote_side: list[str] | None = None
+    secondary: str | None = None
+
+
+@dataclass
+class _Entity:
+    table: m.Table
+    form: Literal["class", "table", "view", "stub"]
+    module: str
+    name: str = ""
+    attrs: dict[str, str] = field(default_factory=dict)
+    columns: list[m.Column] = field(default_factory=list)
+    rels: list[_Rel] = field(default_factory=list)
+    stub_pk: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.table.key
+
+    @property
+    def table_expr(self) -> str:
+        return f"{self.name}.__table__" if self.form in ("class", "stub") else self.name
+
+
+class _Imports:
+    def __init__(self) -> None:
+        self.names: dict[str, set[str]] = {}
+        self.modules: set[str] = set()
+        self.type_checking: dict[str, set[str]] = {}  # for string annotations naming other modules' classes
+
+    def add(self, module: str, name: str) -> str:
+        self.names.setdefault(module, set()).add(name)
+        return name
+
+    def render(self) -> str:
+        std = [f"import {mod}" for mod in sorted(self.modules)]
+        std += [self._line(mod) for mod in ("decimal", "typing") if mod in self.names]
+        third = [self._line(mod) for mod in sorted(self.names) if mod.startswith("sqlalchemy")]
+        local = [self._line(mod) for mod in sorted(self.names) if mod.startswith(".")]
+        blocks = [b for b in (std, third, local) if b]
+        if self.type_checking:
+            blocks.append(
+                ["if TYPE_CHECKING:"]
+                + [
+                    f"    from {mod} import {', '.join(sorted(names))}"
+                    for mod, names in sorted(self.type_checking.items())
+                ]
+            )
+        return "\n\n".join("\n".join(b) for b in blocks)
+
+    def merge(self, other: _Imports) -> None:
+        for mod, names in other.names.items():
+            self.names.setdefault(mod, set()).update(names)
+        self.modules |= other.modules
+
+    def _line(self, module: str) -> str:
+        """isort's order (constants, classes, functions), wrapped one name a line when too long."""
+        names = sorted(
+            self.names[module], key=lambda n: (0 if n.isupper() and len(n) > 1 else 1 if n[0].isupper() else 2, n)
+        )
+        line = f"from {module} import {', '.join(names)}"
+        if len(line) <= 120:
+            return line
+        return f"from {module} import (\n" + "".join(f"    {n},\n" for n in names) + ")"
+
+
+class _Generator:
+    def __init__(self, db: m.Database, options: frozenset[str], external: External, layout: Layout) -> None:
+        self.db, self.options, self.external, self.layout = db, options, external, layout
+        self.entities: dict[tuple[str, str], _Entity] = {}
+        self.enum_names: dict[tuple[str, str], str] = {}
+        self.domain_names: dict[tuple[str, str], str] = {}
+        self.seq_names: dict[tuple[str, str], str] = {}
+        self.serial_columns: set[tuple[str, str, str]] = set()  # rendered as SERIAL: no Sequence object
+        self.module_names: set[str] = set()
+        self.notes: list[str] = []
+        self.selected = {t.key for t in db.tables()}
+
+    # -- plan -------------------------------------------------------------------------------------------
+    def module_of(self, schema: str) -> str:
+        return "models" if self.layout == "file" else snake(schema)
+
+    def plan(self) -> None:
+        tables = [t for t in self.db.tables() if not (t.is_view and "noviews" in self.options)]
+        tables = [t for t in tables if t.kind != "foreign_table"]
+        if self.external == "include":
+            tables += [t for t in self.db.external_tables if t.kind != "foreign_table"]
+        referenced = self._external_references()
+        associations = self._associations(tables)
+        for table in tables:
+            if table.is_view:
+                form: Literal["class", "table", "view", "stub"] = "view"
+            elif table.partition_of is not None or table.key in associations or table.primary_key is None:
+                form = "table"
+            else:
+                form = "class"
+            self.entities[table.key] = _Entity(table, form, self.module_of(table.schema), columns=list(table.columns))
+        if self.external == "standin":
+            for key, cols in referenced.items():
+                found = self.db.find_table(key)
+                if found is None or key in self.entities:
+                    continue
+                wanted = [c for c in found.columns if c.name in cols]
+                self.entities[key] = _Entity(
+                    found, "stub", self.module_of(found.schema), columns=wanted, stub_pk=[c.name for c in wanted]
+                )
+        self._find_serials()
+        self._name_module_objects()
+        for ent in self.entities.values():
+            used: set[str] = set()
+            for col in ent.columns:
+                ent.attrs[col.name] = (
+                    _free(_attribute(col.name), used | self.module_names) if ent.form in ("class", "stub") else col.name
+                )
+                used.add(ent.attrs[col.name])
+        if "norelationships" not in self.options:
+            self._relate(associations)
+
+    def _external_references(self) -> dict[tuple[str, str], list[str]]:
+        refs: dict[tuple[str, str], list[str]] = {}
+        for table in self.db.tables():
+            for fk in table.foreign_keys:
+                key = (fk.ref_schema, fk.ref_table)
+                if key not in self.selected:
+                    refs.setdefault(key, [])
+                    refs[key] += [c for c in fk.ref_columns if c not in refs[key]]
+        return refs
+
+    def _associations(self, tables: list[m.Table]) -> set[tuple[str, str]]:
+        if "nojoined" in self.options or "norelationships" in self.options:
+            return set()
+        keys = {t.key for t in tables}
+        out = set()
+        for t in tables:
+            fks = [fk for fk in t.foreign_keys if not fk.inherited]
+            if t.is_view or t.partition_of or t.partition_key or len(fks) != 2:
+                continue
+            covered = {c for fk in fks for c in fk.columns}
+            targets = [(fk.ref_schema, fk.ref_table) for fk in fks]
+            if covered != {c.name for c in t.columns} or targets[0] == targets[1]:
+                continue
+            if all(k in keys and self.db.find_table(k) and self.db.find_table(k).primary_key for k in targets):  # type: ignore[union-attr]
+                out.add(t.key)
+        return out
+
+    def _find_serials(self) -> None:
+        """``serial`` columns (owned sequence with the default name) render as SERIAL, as they were created."""
+        seqs = {s.key: s for s in self.db.sequences()}
+        serial_type = {"integer": "integer", "bigint": "bigint", "smallint": "smallint"}
+        for ent in self.entities.values():
+            pk = ent.table.primary_key
+            if ent.form != "class" or pk is None or len(pk.columns) != 1:
+                continue
+            col = ent.table.column(pk.columns[0])
+            seq_key = _nextval(col.default)
+            if seq_key is None:
+                continue
+            seq = seqs.get((seq_key[0] or ent.table.schema, seq_key[1]))
+            expected = f"{ent.table.name}_{col.name}_seq"
+            if (
+                seq is not None
+                and seq.name == expected
+                and len(expected) <= 63
+                and seq.owned_by == (ent.table.schema, ent.table.name, col.name)
+                and seq.schema == ent.table.schema
+                and serial_type.get(col.type.sql) == seq.data_type
+                and (seq.start, seq.increment, seq.minvalue, seq.maxvalue, seq.cache, seq.cycle)
+                == (1, 1, None, None, 1, False)
+                and not any(len(fk.columns) == 1 and fk.columns[0] == col.name for fk in ent.table.foreign_keys)
+            ):
+                self.serial_columns.add((ent.table.schema, ent.table.name, col.name))
+
+    def _prefix(self, schema: str) -> str:
+        return "" if schema == m.DEFAULT_SCHEMA else schema + "_"
+
+    def _name_module_objects(self) -> None:
+        used = self.module_names
+        singularize = "noinflect" not in self.options
+        for ent in sorted(self.entities.values(), key=lambda e: (e.table.schema != m.DEFAULT_SCHEMA, e.key)):
+            if ent.form in ("class", "stub"):
+                base = pascal(self._prefix(ent.table.schema) + ent.table.name, singularize=singularize)
+                if base in used and singularize:
+                    base = pascal(self._prefix(ent.table.schema) + ent.table.name)
+                ent.name = _free(base, used)
+            else:
+                ent.name = _free("t_" + snake(self._prefix(ent.table.schema) + ent.table.name), used)
+        if "nonativeenums" not in self.options:
+            for enum in self.db.enums():
+                self.enum_names[enum.key] = _free(pascal(self._prefix(enum.schema) + enum.name), used)
+        for domain in self.db.domains():
+            self.domain_names[domain.key] = _free(snake(self._prefix(domain.schema) + domain.name) + "_domain", used)
+        for seq in self.db.sequences():
+            if seq.owned_by and seq.owned_by in self.serial_columns:
+                continue
+            self.seq_names[seq.key] = _free(snake(self._prefix(seq.schema) + seq.name), used)
+
+    # -- relationships ----------------------------------------------------------------------------------
+    def _relate(self, associations: set[tuple[str, str]]) -> None:
+        classes = {k: e for k, e in self.entities.items() if e.form in ("class", "stub")}
+        used = {e.key: set(e.attrs.values()) for e in classes.values()}
+        pending_back: list[tuple[_Entity, _Entity, _Rel, str, bool, int]] = []
+        bidi = "nobidi" not in self.options
+        for ent in sorted(classes.values(), key=lambda e: e.key):
+            if ent.form != "class":
+                continue
+            fks = [fk for fk in ent.table.foreign_keys if not fk.inherited]
+            for fk in fks:
+                target = classes.get((fk.ref_schema, fk.ref_table))
+                if target is None:
+                    continue
+                paths = sum(1 for f in fks if (f.ref_schema, f.ref_table) == target.key)
+                if target is not ent:
+                    paths += sum(
+                        1
+                        for f in target.table.foreign_keys
+                        if (f.ref_schema, f.ref_table) == ent.key and not f.inherited
+                    )
+                stripped = _strip_id(fk.columns[0]) if len(fk.columns) == 1 else ""
+                if "noidsuffix" in self.options or not stripped:
+                    base = snake(singular(fk.ref_table))
+                else:
+                    base = snake(stripped)
+                name = _free(base, used[ent.key] | self.module_names)
+                used[ent.key].add(name)
+                optional = any(ent.table.column(c).nullable for c in fk.columns)
+                rel = _Rel(name=name, target=target, many=False, optional=optional)
+                if paths > 1:
+                    rel.foreign_keys = [ent.attrs[c] for c in fk.columns]
+                if target is ent:
+                    rel.remote_side = [ent.attrs[c] for c in fk.ref_columns]
+                ent.rels.append(rel)
+                if bidi and target.form == "class":
+                    one_to_one = _is_unique(ent.table, fk.columns)
+                    pending_back.append((ent, target, rel, base, one_to_one, paths))
+        for ent, target, rel, base, one_to_one, paths in pending_back:
+            if target is ent:
+                back = f"{rel.name}_reverse"
+            elif paths > 1:
+                back = f"{snake(ent.table.name)}_{base}"
+            else:
+                back = snake(singular(ent.table.name)) if one_to_one else snake(ent.table.name)
+            back = _free(back, used[target.key] | self.module_names)
+            used[target.key].add(back)
+            rel.back = back
+            back_rel = _Rel(name=back, target=ent, many=not one_to_one, optional=True, back=rel.name)
+            if rel.foreign_keys:
+                back_rel.foreign_keys_expr = "[" + ", ".join(f"{ent.name}.{a}" for a in rel.foreign_keys) + "]"
+            target.rels.append(back_rel)
+        for key in sorted(associations):
+            assoc = self.entities[key]
+            fk1, fk2 = [fk for fk in assoc.table.foreign_keys if not fk.inherited]
+            left, right = classes[(fk1.ref_schema, fk1.ref_table)], classes[(fk2.ref_schema, fk2.ref_table)]
+            secondary = assoc.table.name if assoc.table.schema == m.DEFAULT_SCHEMA else assoc.table.qualified_name
+            name_l = _free(snake(right.table.name), used[left.key] | self.module_names)
+            used[left.key].add(name_l)
+            name_r = _free(snake(left.table.name), used[right.key] | self.module_names)
+            used[right.key].add(name_r)
+            left.rels.append(_Rel(name_l, right, True, False, back=name_r if bidi else None, secondary=secondary))
+            if bidi:
+                right.rels.append(_Rel(name_r, left, True, False, back=name_l, secondary=secondary))
+
+    # -- types ------------------------------------------------------------------------------------------
+    def column_type(self, col: m.Column, imp: _Imports, module: str) -> tuple[str, str]:
+        """(SQLAlchemy type expression, Python type) for a column."""
+        expr, py = self._element_type(col.type, col.collation, imp, module)
+        if col.type.dims:
+            imp.add(_PG, "ARRAY")
+            dims = f", dimensions={col.type.dims}" if col.type.dims > 1 else ""
+            expr, py = f"ARRAY({expr}{dims})", f"list[{py}]"
+        return expr, py
+
+    def _element_type(self, ref: m.TypeRef, collation: str | None, imp: _Imports, module: str) -> tuple[str, str]:
+        sql = ref.element_sql
+        key = (ref.schema, ref.name)
+        if ref.kind == "enum":
+            enum = next((e for e in self.db.enums() if e.key == key), None)
+            if enum is not None:
+                return self._enum_type(enum, imp, module)
+        if ref.kind == "domain" and key in self.domain_names:
+            domain = next(d for d in self.db.domains() if d.key == key)
+            _, py = self._element_type(domain.base, None, imp, module)
+            if domain.base.dims:
+                py = f"list[{py}]"
+            return self._import_object(self.domain_names[key], domain.schema, imp, module), py
+        if ref.schema == "pg_catalog":
+            found = self._builtin_type(ref.name, sql, collation, imp)
+            if found is not None:
+                return found
+        return self._raw_type(sql, imp, module), "Any"
+
+    def _builtin_type(self, name: str, sql: str, collation: str | None, imp: _Imports) -> tuple[str, str] | None:
+        coll = f"collation={_py(collation)}" if collation else ""
+        mods = re.findall(r"\d+", sql.split(" with")[0]) if "(" in sql else []
+        if name in ("varchar", "text", "bpchar"):
+            if name == "bpchar" and not mods:
+                return None
+            cls = {"varchar": "String", "text": "Text", "bpchar": "CHAR"}[name]
+            args = ", ".join(a for a in (mods[0] if mods else "", coll) if a)
+            return _call(imp.add(_SA, cls), args), "str"
+        if collation:
+            return None
+        if name == "numeric":
+            return _call(imp.add(_SA, "Numeric"), ", ".join(mods)), self._std("Decimal", imp)
+        if name in ("timestamp", "timestamptz", "time", "timetz"):
+            tz = name.endswith("tz")
+            py = (
+                "datetime.time" if name.startswith("time") and not name.startswith("timestamp") else "datetime.datetime"
+            )
+            self._std("datetime", imp)
+            if mods:
+                cls = imp.add(_PG, "TIMESTAMP" if name.startswith("timestamp") else "TIME")
+                return f"{cls}({'timezone=True, ' if tz else ''}precision={mods[0]})", py
+            cls = imp.add(_SA, "DateTime" if name.startswith("timestamp") else "Time")
+            return _call(cls, "timezone=True" if tz else ""), py
+        if name == "interval":
+            if sql != "interval" and not re.fullmatch(r"interval\(\d+\)", sql):
+                return None
+            self._std("datetime", imp)
+            return _call(imp.add(_PG, "INTERVAL"), f"precision={mods[0]}" if mods else ""), "datetime.timedelta"
+        if name in ("bit", "varbit"):
+            bits = [mods[0]] if mods else []
+            if name == "varbit":
+                bits.append("varying=True")
+            return _call(imp.add(_PG, "BIT"), ", ".join(bits)), "str"
+        if name in _SIMPLE_TYPES:
+            if name in _SQL_NAME_OF and sql != _SQL_NAME_OF[name]:
+                return None
+            cls, module, py = _SIMPLE_TYPES[name]
+            imp.add(module, cls)
+            for std in ("datetime", "uuid", "Decimal", "Any", "Range"):
+                if std in py:
+                    self._std(std, imp)
+            return cls, py
+        return None
+
+    def _std(self, what: str, imp: _Imports) -> str:
+        if what in ("datetime", "uuid", "enum"):
+            imp.modules.add(what)
+        elif what == "Decimal":
+            imp.add("decimal", "Decimal")
+        elif what == "Any":
+            imp.add("typing", "Any")
+        elif what == "Range":
+            imp.add(_PG, "Range")
+        return what
+
+    def _raw_type(self, sql: str, imp: _Imports, module: str) -> str:
+        self._std("Any", imp)
+        self.needs_raw = True
+        if self.layout == "package" and module != "_base":
+            imp.add("._base", "PgType")
+        return f"PgType({_py(sql)})"
+
+    def _enum_type(self, enum: m.Enum, imp: _Imports, module: str) -> tuple[str, str]:
+        schema = f", schema={_py(enum.schema)}" if enum.schema != m.DEFAULT_SCHEMA else ""
+        if "nonativeenums" in self.options:
+            labels = ", ".join(_py(v) for v in enum.labels)
+            return f"{imp.add(_PG, 'ENUM')}({labels}, name={_py(enum.name)}{schema})", "str"
+        cls = self._import_object(self.enum_names[enum.key], enum.schema, imp, module)
+        imp.add(_SA, "Enum")
+        return (
+            f"Enum({cls}, name={_py(enum.name)}{schema}, values_callable=lambda cls: [member.value for member in cls])",
+            cls,
+        )
+
+    def _import_object(self, name: str, schema: str, imp: _Imports, module: str) -> str:
+        if self.layout == "package" and self.module_of(schema) != module:
+            imp.add("." + self.module_of(schema), name)
+        return name
+
+    # -- render -----------------------------------------------------------------------------------------
+    needs_raw = False
+
+    def render(self, header: str) -> GeneratedCode:
+        modules = sorted({e.module for e in self.entities.values()} | {self.module_of(s.name) for s in self.db.schemas})
+        bodies: dict[str, tuple[_Imports, list[str]]] = {}
+        for module in modules:
+            imp = _Imports()
+            chunks = self._render_module(module, imp)
+            bodies[module] = (imp, chunks)
+        ddl_imp = _Imports()
+        ddl = self._render_ddl(ddl_imp)
+        if self.layout == "file":
+            imp, chunks = bodies["models"]
+            imp.merge(ddl_imp)
+            base = self._render_base(imp)
+            body = [base, *chunks] + ([ddl] if ddl else [])
+            text = self._assemble(header, imp, body)
+            return GeneratedCode({"models.py": text}, "file", self.notes)
+        files: dict[str, str] = {}
+        base_imp = _Imports()
+        files["_base.py"] = self._assemble(
+            '"""The declarative base, the schemas it needs, and shared types."""',
+            base_imp,
+            [self._render_base(base_imp)],
+        )
+        for module, (imp, chunks) in bodies.items():
+            imp.add("._base", "Base")
+            files[f"{module}.py"] = self._assemble(f'"""Models of schema {module}."""', imp, chunks)
+        if ddl:
+            ddl_imp.add("._base", "Base")
+            files["_ddl.py"] = self._assemble(
+                '"""Views, partitions, row level security and policies: DDL run by create_all."""', ddl_imp, [ddl]
+            )
+        init = [f"from . import {', '.join(modules)}  # noqa: F401  (registers every model)"]
+        if ddl:
+            init.append("from . import _ddl  # noqa: F401  (registers the DDL run by create_all)")
+        init.append("from ._base import Base, view_metadata  # noqa: F401")
+        files["__init__.py"] = header + "\n\n" + "\n".join(init) + "\n"
+        return GeneratedCode(files, "package", self.notes)
+
+    def _assemble(self, header: str, imp: _Imports, body: list[str]) -> str:
+        parts = [header, imp.render(), *[b for b in body if b]]
+        return "\n\n\n".join(p for p in parts if p).rstrip() + "\n"
+
+    def _render_base(self, imp: _Imports) -> str:
+        imp.add(_ORM, "DeclarativeBase")
+        imp.add(_SA, "MetaData")
+        lines = ["class Base(DeclarativeBase):", "    pass", ""]
+        lines.append("")
+        lines.append("# Views are Tables on their own MetaData: created as views by the DDL below, never as tables.")
+        lines.append("view_metadata = MetaData()")
+        schemas = sorted({e.table.schema for e in self.entities.values()} - {m.DEFAULT_SCHEMA})
+        if schemas:
+            imp.add(_SA, "DDL")
+            imp.add(_SA, "event")
+            lines += ["", "# create_all does not create schemas: these run first."]
+            for schema in schemas:
+                stmt = f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"
+                lines.append(f'event.listen(Base.metadata, "before_create", DDL({_py(stmt)}))')
+        if self.needs_raw or self.layout == "package":
+            imp.add("sqlalchemy.types", "UserDefinedType")
+            imp.add("typing", "Any")
+            lines += [
+                "",
+                "",
+                "class PgType(UserDefinedType[Any]):",
+                '    """A PostgreSQL type SQLAlchemy has no class for, written as PostgreSQL prints it."""',
+                "",
+                "    cache_ok = True",
+                "",
+                "    def __init__(self, spec: str) -> None:",
+                "        self.spec = spec",
+                "",
+                "    def get_col_spec(self, **kw: Any) -> str:",
+                "        return self.spec",
+            ]
+        return "\n".join(lines)
+
+    def _render_module(self, module: str, imp: _Imports) -> list[str]:
+        chunks: list[str] = []
+        schemas_here = [s for s in self.db.schemas if self.module_of(s.name) == module]
+        enums = [e for e in self.db.enums() if self.module_of(e.schema) == module and e.key in self.enum_names]
+        for enum in enums:
+            chunks.append(self._render_enum(enum, imp))
+        objects = []
+        for domain in self.db.domains():
+            if self.module_of(domain.schema) == module:
+                objects.append(self._render_domain(domain, imp, module))
+        for schema in schemas_here:
+            for seq in schema.sequences:
+                if seq.key in self.seq_names:
+                    objects.append(self._render_sequence(seq, imp))
+        if objects:
+            chunks.append("\n".join(objects))
+        ents = [e for e in self.entities.values() if e.module == module and e.form != "view"]
+        ents.sort(key=lambda e: (e.form == "stub", e.key))
+        for ent in ents:
+            if ent.form in ("class", "stub"):
+                chunks.append(self._render_class(ent, imp, module))
+            else:
+                chunks.append(self._render_table(ent, imp, module))
+        views = [e for e in self.entities.values() if e.module == module and e.form == "view"]
+        for ent in sorted(views, key=lambda e: e.key):
+            chunks.append(self._render_table(ent, imp, module))
+        # unused enums still belong to the schema: bind them to the metadata so create_all makes them
+        return chunks
+
+    def _render_enum(self, enum: m.Enum, imp: _Imports) -> str:
+        self._std("enum", imp)
+        name = self.enum_names[enum.key]
+        lines = [f"class {name}(str, enum.Enum):"]
+        used: set[str] = set()
+        for label in enum.labels:
+            member = re.sub(r"\W+", "_", unicodedata.normalize("NFKC", label)).strip("_").upper() or "EMPTY"
+            if member[0].isdigit():
+                member = "V_" + member
+            while member in used or keyword.iskeyword(member) or member.startswith("_"):
+                member += "_"
+            used.add(member)
+            lines.append(f"    {member} = {_py(label)}")
+        if not enum.labels:
+            lines.append("    pass")
+        used_somewhere = any(
+            c.type.kind == "enum" and (c.type.schema, c.type.name) == enum.key
+            for e in self.entities.values()
+            for c in e.columns
+        )
+        if not used_somewhere:  # no column creates it: bind the type to the metadata so create_all does
+            imp.add(_SA, "Enum")
+            schema = f", schema={_py(enum.schema)}" if enum.schema != m.DEFAULT_SCHEMA else ""
+            lines += [
+                "",
+                "",
+                f"{snake(name)}_type = Enum({name}, name={_py(enum.name)}{schema}, metadata=Base.metadata, "
+                "values_callable=lambda cls: [member.value for member in cls])",
+            ]
+        return "\n".join(lines)
+
+    def _render_domain(self, domain: m.Domain, imp: _Imports, module: str) -> str:
+        imp.add(_PG, "DOMAIN")
+        base, _ = self._element_type(domain.base, None, imp, module)
+        if domain.base.dims:
+            imp.add(_PG, "ARRAY")
+            base = f"ARRAY({base})"
+        args = [_py(domain.name), base]
+        if domain.collation:
+            args.append(f"collation={_py(domain.collation)}")
+        if domain.default is not None:
+            args.append(f"default={_sql_text(domain.default)}")
+            imp.add(_SA, "text")
+        if not domain.nullable:
+            args.append("not_null=True")
+        if domain.checks:
+            check = domain.checks[0]
+            args.append(f"constraint_name={_py(check.name)}")
+            args.append(f"check={_sql_text(check.expression)}")
+            imp.add(_SA, "text")
+            if len(domain.checks) > 1:
+                self.notes.append(
+                    f"domain {domain.schema}.{domain.name}: SQLAlchemy's DOMAIN takes one CHECK; "
+                    f"{len(domain.checks) - 1} more are not generated."
+                )
+        if domain.schema != m.DEFAULT_SCHEMA:
+            args.append(f"schema={_py(domain.schema)}")
+        used = any(
+            c.type.kind == "domain" and (c.type.schema, c.type.name) == domain.key
+            for e in self.entities.values()
+            for c in e.columns
+        )
+        if not used:
+            args.append("metadata=Base.metadata")
+        return f"{self.domain_names[domain.key]} = DOMAIN({', '.join(args)})"
+
+    def _render_sequence(self, seq: m.Sequence, imp: _Imports) -> str:
+        imp.add(_SA, "Sequence")
+        args = [_py(seq.name)]
+        if seq.start != (1 if seq.increment > 0 else (seq.maxvalue if seq.maxvalue is not None else -1)):
+            args.append(f"start={seq.start}")
+        if seq.increment != 1:
+            args.append(f"increment={seq.increment}")
+        if seq.minvalue is not None:
+            args.append(f"minvalue={seq.minvalue}")
+        if seq.maxvalue is not None:
+            args.append(f"maxvalue={seq.maxvalue}")
+        if seq.cache != 1:
+            args.append(f"cache={seq.cache}")
+        if seq.cycle:
+            args.append("cycle=True")
+        if seq.data_type != "bigint":
+            cls = {"integer": "Integer", "smallint": "SmallInteger"}.get(seq.data_type, "BigInteger")
+            args.append(f"data_type={imp.add(_SA, cls)}")
+        if seq.schema != m.DEFAULT_SCHEMA:
+            args.append(f"schema={_py(seq.schema)}")
+        args.append("metadata=Base.metadata")
+        return f"{self.seq_names[seq.key]} = Sequence({', '.join(args)})"
+
+    # -- tables -----------------------------------------------------------------------------------------
+    def _fk_target(self, fk: m.ForeignKey, col: str) -> str:
+        if fk.ref_schema == m.DEFAULT_SCHEMA:
+            return f"{fk.ref_table}.{col}"
+        return f"{fk.ref_schema}.{fk.ref_table}.{col}"
+
+    def _fk_is_rendered(self, fk: m.ForeignKey) -> bool:
+        return (fk.ref_schema, fk.ref_table) in self.entities and not fk.inherited
+
+    def _fk_kwargs(self, fk: m.ForeignKey) -> list[str]:
+        out = []
+        if fk.on_delete != "NO ACTION":
+            out.append(f"ondelete={_py(fk.on_delete)}")
+        if fk.on_update != "NO ACTION":
+            out.append(f"onupdate={_py(fk.on_update)}")
+        if fk.deferrable:
+            out.append("deferrable=True")
+        if fk.initially_deferred:
+            out.append('initially="DEFERRED"')
+        if fk.match != "SIMPLE":
+            out.append(f"match={_py(fk.match)}")
+        return out
+
+    def _constraints(self, ent: _Entity, imp: _Imports) -> tuple[dict[str, list[str]], list[str]]:
+        """Per-column extras (ForeignKey, primary_key, unique) and table-level constructs."""
+        t = ent.table
+        per_col: dict[str, list[str]] = {c.name: [] for c in ent.columns}
+        table_level: list[str] = []
+        if ent.form == "stub":
+            for c in ent.stub_pk:
+                per_col[c].append("primary_key=True")
+            return per_col, table_level
+        pk = t.primary_key
+        if pk is not None and not pk.inherited:
+            in_order = [c.name for c in t.columns if c.name in pk.columns] == pk.columns
+            if pk.name == _limit(f"{t.name}_pkey") and in_order:
+                for c in pk.columns:
+                    per_col[c].append("primary_key=True")
+            else:
+                cols = ", ".join(_py(c) for c in pk.columns)
+                table_level.append(f"{imp.add(_SA, 'PrimaryKeyConstraint')}({cols}, name={_py(pk.name)})")
+        for fk in t.foreign_keys:
+            if not self._fk_is_rendered(fk):
+                continue
+            kwargs = self._fk_kwargs(fk)
+            default_name = _limit(f"{t.name}_{'_'.join(fk.columns)}_fkey")
+            if len(fk.columns) == 1:
+                if fk.name != default_name:
+                    kwargs.insert(0, f"name={_py(fk.name)}")
+                args = ", ".join([_py(self._fk_target(fk, fk.ref_columns[0])), *kwargs])
+                per_col[fk.columns[0]].append(f"{imp.add(_SA, 'ForeignKey')}({args})")
+            else:
+                cols = ", ".join(_py(c) for c in fk.columns)
+                refs = ", ".join(_py(self._fk_target(fk, c)) for c in fk.ref_columns)
+                args = ", ".join([f"[{cols}]", f"[{refs}]", f"name={_py(fk.name)}", *kwargs])
+                table_level.append(f"{imp.add(_SA, 'ForeignKeyConstraint')}({args})")
+        if "noconstraints" not in self.options:
+            for uq in t.unique_constraints:
+                if uq.inherited:
+                    continue
+                simple = not (uq.nulls_not_distinct or uq.deferrable)
+                if len(uq.columns) == 1 and uq.name == _limit(f"{t.name}_{uq.columns[0]}_key") and simple:
+                    per_col[uq.columns[0]].append("unique=True")
+                    continue
+                uq_args = [_py(c) for c in uq.columns] + [f"name={_py(uq.name)}"]
+                if uq.nulls_not_distinct:
+                    uq_args.append("postgresql_nulls_not_distinct=True")
+                if uq.deferrable:
+                    uq_args.append("deferrable=True")
+                if uq.initially_deferred:
+                    uq_args.append('initially="DEFERRED"')
+                table_level.append(f"{imp.add(_SA, 'UniqueConstraint')}({', '.join(uq_args)})")
+            for ck in t.check_constraints:
+                if ck.inherited:
+                    continue
+                imp.add(_SA, "text")
+                table_level.append(
+                    f"{imp.add(_SA, 'CheckConstraint')}({_sql_text(ck.expression)}, name={_py(ck.name)})"
+                )
+        if "noindexes" not in self.options:
+            for ix in t.indexes:
+                if not ix.inherited:
+                    table_level.append(self._render_index(ix, imp))
+        return per_col, table_level
+
+    def _render_index(self, ix: m.Index, imp: _Imports) -> str:
+        imp.add(_SA, "Index")
+        elems = []
+        for col in ix.columns:
+            plain = not (col.is_expression or col.opclass or col.descending or col.nulls_first is not None)
+            if plain:
+                elems.append(_py(_unquote(col.expression)))
+                continue
+            sql = f"({col.expression})" if col.is_expression else col.expression
+            if col.opclass:
+                sql += f" {col.opclass}"
+            if col.descending:
+                sql += " DESC"
+            if col.nulls_first is not None:
+                sql += " NULLS FIRST" if col.nulls_first else " NULLS LAST"
+            imp.add(_SA, "text")
+            elems.append(_sql_text(sql))
+        args = [_py(ix.name), *elems]
+        if ix.unique:
+            args.append("unique=True")
+        if ix.method != "btree":
+            args.append(f"postgresql_using={_py(ix.method)}")
+        if ix.include:
+            args.append(f"postgresql_include=[{', '.join(_py(_unquote(c)) for c in ix.include)}]")
+        if ix.nulls_not_distinct:
+            args.append("postgresql_nulls_not_distinct=True")
+        if ix.options:
+            opts = ", ".join(f"{_py(k)}: {_py(v)}" for k, v in ix.options.items())
+            args.append(f"postgresql_with={{{opts}}}")
+        if ix.where:
+            imp.add(_SA, "text")
+            args.append(f"postgresql_where={_sql_text(ix.where)}")
+        return f"Index({', '.join(args)})"
+
+    def _column_args(
+        self, ent: _Entity, col: m.Column, extras: list[str], imp: _Imports, module: str
+    ) -> tuple[list[str], str]:
+        """Positional and keyword arguments of ``mapped_column``/``Column`` (without the name) and the Python type."""
+        t = ent.table
+        type_expr, py = self.column_type(col, imp, module)
+        args = [type_expr]
+        kwargs: list[str] = []
+        seq_key = _nextval(col.default)
+        serial = (t.schema, t.name, col.name) in self.serial_columns and ent.form != "stub"
+        if ent.form != "stub":
+            if col.identity is not None:
+                args.append(self._render_identity(col, imp))
+            if col.generated is not None:
+                imp.add(_SA, "Computed")
+                args.append(f"Computed({_py(col.generated)}, persisted=True)")
+            seq_var = None
+            if seq_key is not None and not serial:
+                seq_var = self.seq_names.get((seq_key[0] or t.schema, seq_key[1]))
+            if seq_var is not None:
+                args.append(self._import_seq(seq_var, (seq_key[0] or t.schema), imp, module))  # type: ignore[index]
+                kwargs.append(f"server_default={seq_var}.next_value()")
+            elif col.default is not None and not serial:
+                imp.add(_SA, "text")
+                kwargs.append(f"server_default={_sql_text(col.default)}")
+        pos = [a for a in extras if not a.endswith("=True")]
+        flags = [a for a in extras if a.endswith("=True")]
+        args += pos
+        kwargs = flags + kwargs
+        is_pk = "primary_key=True" in flags
+        if (
+            is_pk
+            and col.type.name in ("int2", "int4", "int8")
+            and col.type.dims == 0
+            and not serial
+            and col.identity is None
+            and seq_key is None
+            and col.default is None
+            and ent.table.primary_key is not None
+            and len(ent.table.primary_key.columns) == 1
+            and ent.form != "stub"
+        ):
+            kwargs.append("autoincrement=False")
+        if col.comment and "nocomments" not in self.options and ent.form != "stub":
+            kwargs.append(f"comment={_py(col.comment)}")
+        return args + kwargs, py
+
+    def _import_seq(self, var: str, schema: str, imp: _Imports, module: str) -> str:
+        return self._import_object(var, schema, imp, module)
+
+    def _render_identity(self, col: m.Column, imp: _Imports) -> str:
+        imp.add(_SA, "Identity")
+        ident = col.identity
+        assert ident is not None
+        args = ["always=True"] if ident.always else []
+        if ident.start != (1 if ident.increment > 0 else -1):
+            args.append(f"start={ident.start}")
+        if ident.increment != 1:
+            args.append(f"increment={ident.increment}")
+        if ident.minvalue is not None:
+            args.append(f"minvalue={ident.minvalue}")
+        if ident.maxvalue is not None:
+            args.append(f"maxvalue={ident.maxvalue}")
+        if ident.cache != 1:
+            args.append(f"cache={ident.cache}")
+        if ident.cycle:
+            args.append("cycle=True")
+        return f"Identity({', '.join(args)})"
+
+    def _table_options(self, t: m.Table) -> list[tuple[str, str]]:
+        opts: list[tuple[str, str]] = []
+        if t.schema != m.DEFAULT_SCHEMA:
+            opts.append(("schema", _py(t.schema)))
+        if t.comment and "nocomments" not in self.options:
+            opts.append(("comment", _py(t.comment)))
+        if t.partition_key:
+            opts.append(("postgresql_partition_by", _py(t.partition_key)))
+        if t.unlogged:
+            opts.append(("prefixes", '["UNLOGGED"]'))
+        return opts
+
+    def _render_class(self, ent: _Entity, imp: _Imports, module: str) -> str:
+        imp.add(_ORM, "Mapped")
+        imp.add(_ORM, "mapped_column")
+        t = ent.table
+        per_col, table_level = self._constraints(ent, imp)
+        lines = [f"class {ent.name}(Base):"]
+        if ent.form == "stub":
+            lines.append(
+                f'    """Stand-in for {t.qualified_name}, which this project does not own: only the columns '
+                'the foreign keys use.\n\n    create_all skips it where it exists (as on Supabase)."""'
+            )
+            lines.append("")
+        lines.append(f"    __tablename__ = {_py(t.name)}")
+        opts = (
+            self._table_options(t)
+            if ent.form == "class"
+            else [("schema", _py(t.schema))] * (t.schema != m.DEFAULT_SCHEMA)
+        )
+        if table_level or opts:
+            dict_part = "{" + ", ".join(f"{_py(k)}: {v}" for k, v in opts) + "}"
+            if table_level:
+                items = table_level + ([dict_part] if opts else [])
+                lines.append("    __table_args__ = (")
+                lines += [f"        {item}," for item in items]
+                lines.append("    )")
+            else:
+                lines.append(f"    __table_args__ = {dict_part}")
+        lines.append("")
+        for col in ent.columns:
+            attr = ent.attrs[col.name]
+            args, py = self._column_args(ent, col, per_col[col.name], imp, module)
+            if attr != col.name:
+                args.insert(0, _py(col.name))
+            nullable = col.nullable and "primary_key=True" not in args
+            annotation = f"{py} | None" if nullable else py
+            if ent.form == "stub" and "primary_key=True" not in args and not col.nullable:
+                pass
+            lines.append(f"    {attr}: Mapped[{annotation}] = mapped_column({', '.join(args)})")
+        if ent.rels:
+            imp.add(_ORM, "relationship")
+            lines.append("")
+            for rel in ent.rels:
+                lines.append("    " + self._render_rel(rel, imp, module))
+        return "\n".join(_wrap(line) for line in lines)
+
+    def _render_rel(self, rel: _Rel, imp: _Imports, module: str) -> str:
+        target = rel.target.name
+        if self.layout == "package" and rel.target.module != module:
+            imp.add("typing", "TYPE_CHECKING")
+            imp.type_checking.setdefault("." + rel.target.module, set()).add(target)
+        if rel.many:
+            annotation = f'list["{target}"]'
+        elif rel.optional:
+            annotation = f'"{target} | None"'
+        else:
+            annotation = f'"{target}"'
+        args = []
+        if rel.secondary:
+            args.append(f"secondary={_py(rel.secondary)}")
+        if rel.foreign_keys:
+            args.append(f"foreign_keys=[{', '.join(rel.foreign_keys)}]")
+        if rel.foreign_keys_expr:
+            args.append(f"foreign_keys={_py(rel.foreign_keys_expr)}")
+        if rel.remote_side:
+            args.append(f"remote_side=[{', '.join(rel.remote_side)}]")
+        if rel.back:
+            args.append(f"back_populates={_py(rel.back)}")
+        return f"{rel.name}: Mapped[{annotation}] = relationship({', '.join(args)})"
+
+    def _render_table(self, ent: _Entity, imp: _Imports, module: str) -> str:
+        imp.add(_SA, "Table")
+        imp.add(_SA, "Column")
+        t = ent.table
+        view = ent.form == "view"
+        if view:
+            if self.layout == "package":
+                imp.add("._base", "view_metadata")
+            per_col: dict[str, list[str]] = {c.name: [] for c in ent.columns}
+            table_level: list[str] = []
+        else:
+            per_col, table_level = self._constraints(ent, imp)
+        items = [_py(t.name), "view_metadata" if view else "Base.metadata"]
+        for col in ent.columns:
+            if view:
+                type_expr, _ = self.column_type(col, imp, module)
+                items.append(f"Column({_py(col.name)}, {type_expr})")
+                continue
+            args, _ = self._column_args(ent, col, per_col[col.name], imp, module)
+            if not col.nullable and "primary_key=True" not in args:
+                args.append("nullable=False")
+            items.append(f"Column({', '.join([_py(col.name), *args])})")
+        items += table_level
+        opts = self._table_options(t) if not view else ([("schema", _py(t.schema))] if t.schema != "public" else [])
+        if view and t.comment and "nocomments" not in self.options:
+            opts.append(("comment", _py(t.comment)))
+        items += [f"{k}={v}" for k, v in opts]
+        if view:
+            items.append(f'info={{"kind": {_py(t.kind)}}}')
+        body = "".join(f"    {item},\n" for item in items)
+        return "\n".join(_wrap(line) for line in f"{ent.name} = Table(\n{body})".split("\n"))
+
+    # -- DDL --------------------------------------------------------------------------------------------
+    def _render_ddl(self, imp: _Imports) -> str:
+        after: list[tuple[str | None, str]] = []
+        drops: list[str] = []
+        lines: list[str] = []
+        ents = sorted(self.entities.values(), key=lambda e: e.key)
+        for ent in ents:
+            t = ent.table
+            if ent.form == "stub":
+                continue
+            if t.partition_of and (t.partition_of in self.entities) and t.partition_bound:
+                parent = self.entities[t.partition_of]
+                after.append(
+                    (
+                        _key(t),
+                        f"ALTER TABLE {_qn(*t.partition_of)} ATTACH PARTITION {_qn(t.schema, t.name)} "
+                        f"{t.partition_bound}",
+                    )
+                )
+                lines.append(f"{ent.table_expr}.add_is_dependent_on({parent.table_expr})")
+            for seq in self.db.sequences():
+                if seq.key in self.seq_names and seq.owned_by and seq.owned_by[:2] == t.key:
+                    after.append(
+                        (
+                            _key(t),
+                            f"ALTER SEQUENCE {_qn(seq.schema, seq.name)} OWNED BY "
+                            f"{_qn(t.schema, t.name)}.{quote_ident(seq.owned_by[2])}",
+                        )
+                    )
+            for oc in t.other_constraints:
+                if not oc.inherited and "noconstraints" not in self.options:
+                    after.append(
+                        (
+                            _key(t),
+                            f"ALTER TABLE {_qn(t.schema, t.name)} ADD CONSTRAINT "
+                            f"{quote_ident(oc.name)} {oc.definition}",
+                        )
+                    )
+            for fk in t.foreign_keys:
+                if (
+                    not fk.inherited
+                    and not self._fk_is_rendered(fk)
+                    and not t.is_view
+                    and (self.external == "plain" or (fk.ref_schema, fk.ref_table) in self.selected)
+                ):
+                    after.append(
+                        (
+                            _key(t),
+                            f"ALTER TABLE {_qn(t.schema, t.name)} ADD CONSTRAINT "
+                            f"{quote_ident(fk.name)} {fk.definition}",
+                        )
+                    )
+        views = [e for e in ents if e.form == "view"]
+        for ent in _view_order(views):
+            t = ent.table
+            body = (t.view_definition or "").rstrip().rstrip(";")
+            name = _qn(t.schema, t.name)
+            if t.kind == "view":
+                with_ = f" WITH ({', '.join(t.view_options)})" if t.view_options else ""
+                after.append((None, f"CREATE OR REPLACE VIEW {name}{with_} AS\n{body}"))
+                drops.insert(0, f"DROP VIEW IF EXISTS {name}")
+            else:
+                with_ = f" WITH ({', '.join(t.view_options)})" if t.view_options else ""
+                data = "WITH DATA" if t.populated else "WITH NO DATA"
+                after.append((None, f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}{with_} AS\n{body}\n{data}"))
+                drops.insert(0, f"DROP MATERIALIZED VIEW IF EXISTS {name}")
+                if "noindexes" not in self.options:
+                    for ix in t.indexes:
+                        after.append(
+                            (None, re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX IF NOT EXISTS ", ix.definition))
+                        )
+            if t.comment and "nocomments" not in self.options:
+                kind = "VIEW" if t.kind == "view" else "MATERIALIZED VIEW"
+                after.append((None, f"COMMENT ON {kind} {name} IS {_sql_literal(t.comment)}"))
+            for col in t.columns:
+                if col.comment and "nocomments" not in self.options:
+                    after.append(
+                        (None, f"COMMENT ON COLUMN {name}.{quote_ident(col.name)} IS {_sql_literal(col.comment)}")
+                    )
+        if "norls" not in self.options:
+            for ent in ents:
+                t = ent.table
+                if ent.form == "stub" or t.is_view:
+                    continue
+                name = _qn(t.schema, t.name)
+                if t.rls_enabled:
+                    after.append((_key(t), f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY"))
+                if t.rls_forced:
+                    after.append((_key(t), f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY"))
+                for pol in t.policies:
+                    after.append((_key(t), _policy_sql(t, pol)))
+        if not after and not lines:
+            return ""
+        imp.add(_SA, "event")
+        imp.add(_SA, "DDL")
+        imp.add(_SA, "MetaData")
+        imp.add("sqlalchemy.engine", "Connection")
+        imp.add("typing", "Any")
+        out = []
+        if lines:
+            out.append("# Partitions are dropped before their parent table.")
+            out += lines
+            out.append("")
+        out.append("# What SQLAlchemy has no construct for, run by Base.metadata.create_all after the tables:")
+        out.append("# (table key, statement); a statement with a key runs only when that table was created just now.")
+        out.append("_AFTER_CREATE: list[tuple[str | None, str]] = [")
+        for key, stmt in after:
+            key_text = _py(key) if key else "None"
+            one = f"    ({key_text}, {_py_block(stmt)}),"
+            if len(one) <= 120 or ("\n" in stmt and max(len(x) for x in one.splitlines()) <= 116):
+                out.append(one)
+            else:
+                out.append(f"    (\n        {key_text},")
+                out += [f"        {_py(piece)}" for piece in _chunks(stmt, 100)]
+                out[-1] += ","
+                out.append("    ),")
+        out.append("]")
+        out += [
+            "",
+            "",
+            '@event.listens_for(Base.metadata, "after_create")',
+            "def _after_create(target: MetaData, connection: Connection, **kw: Any) -> None:",
+            '    created = {table.key for table in kw.get("tables", ())}',
+            "    for key, statement in _AFTER_CREATE:",
+            "        if key is None or key in created:",
+            '            connection.execute(DDL(statement.replace("%", "%%")))',
+        ]
+        if drops:
+            out[out.index("]") + 1 : out.index("]") + 1] = (
+                ["_BEFORE_DROP: list[str] = ["] + [f"    {_py(stmt)}," for stmt in drops] + ["]"]
+            )
+            out += [
+                "",
+                "",
+                '@event.listens_for(Base.metadata, "before_drop")',
+                "def _before_drop(target: MetaData, connection: Connection, **kw: Any) -> None:",
+                "    for statement in _BEFORE_DROP:",
+                "        connection.execute(DDL(statement))",
+            ]
+        if self.layout == "package":
+            needed = set()
+            for ent in ents:
+                if ent.table.partition_of and ent.table.partition_of in self.entities:
+                    needed.add(ent)
+                    needed.add(self.entities[ent.table.partition_of])
+            for ent in sorted(needed, key=lambda e: e.key):
+                imp.add("." + ent.module, ent.name)
+        return "\n".join(_wrap(line) for line in out)
+
+
+def _chunks(sql: str, width: int) -> list[str]:
+    """Cut a long statement into pieces at line ends and at spaces outside quotes; joined, they are the same."""
+    pieces: list[str] = []
+    start, last_space, quote = 0, -1, ""
+    for i, ch in enumerate(sql):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == " ":
+            last_space = i
+        if ch == "\n":
+            pieces.append(sql[start : i + 1])
+            start = last_space = i + 1
+        elif i - start >= width and last_space > start:
+            pieces.append(sql[start : last_space + 1])
+            start = last_space + 1
+    if start < len(sql):
+        pieces.append(sql[start:])
+    return pieces
+
+
+def _call(name: str, args: str) -> str:
+    return f"{name}({args})" if args else name
+
+
+def _key(t: m.Table) -> str:
+    return t.name if t.schema == m.DEFAULT_SCHEMA else f"{t.schema}.{t.name}"
+
+
+def _limit(name: str) -> str:
+    """PostgreSQL's default constraint names are only predictable below the 63-byte limit."""
+    return name if len(name.encode()) <= 63 else "\0"  # never equal to a real name: render it explicitly
+
+
+def _nextval(default: str | None) -> tuple[str | None, str] | None:
+    if not default:
+        return None
+    found = re.fullmatch(r"nextval\('((?:[^']|'')+)'::regclass\)", default)
+    if not found:
+        return None
+    return _split_qualified(found.group(1).replace("''", "'"))
+
+
+def _is_unique(t: m.Table, columns: list[str]) -> bool:
+    wanted = set(columns)
+    if t.primary_key is not None and set(t.primary_key.columns) == wanted:
+        return True
+    if any(set(u.columns) == wanted for u in t.unique_constraints):
+        return True
+    return any(
+        ix.unique
+        and ix.where is None
+        and not any(c.is_expression for c in ix.columns)
+        and {_unquote(c.expression) for c in ix.columns} == wanted
+        for ix in t.indexes
+    )
+
+
+def _policy_sql(t: m.Table, pol: m.Policy) -> str:
+    roles = ", ".join("PUBLIC" if r == "public" else quote_ident(r) for r in pol.roles)
+    sql = (
+        f"CREATE POLICY {quote_ident(pol.name)} ON {_qn(t.schema, t.name)} AS "
+        f"{'PERMISSIVE' if pol.permissive else 'RESTRICTIVE'} FOR {pol.command} TO {roles}"
+    )
+    if pol.using is not None:
+        sql += f" USING ({pol.using})"
+    if pol.with_check is not None:
+        sql += f" WITH CHECK ({pol.with_check})"
+    return sql
+
+
+def _view_order(views: list[_Entity]) -> list[_Entity]:
+    """Views after the views they read (a stable topological sort)."""
+    by_key = {e.key: e for e in views}
+    done: set[tuple[str, str]] = set()
+    out: list[_Entity] = []
+
+    def visit(ent: _Entity, stack: set[tuple[str, str]]) -> None:
+        if ent.key in done or ent.key in stack:
+            return
+        stack.add(ent.key)
+        for dep in sorted(ent.table.depends_on):
+            if dep in by_key:
+                visit(by_key[dep], stack)
+        done.add(ent.key)
+        out.append(ent)
+
+    for ent in views:
+        visit(ent, set())
+    return out
+
+
+def _wrap(line: str, width: int = 120) -> str:
+    """Break an over-long ``name: Mapped[...] = mapped_column(a, b, c)`` line at its arguments."""
+    if len(line) <= width or "\n" in line:
+        return line
+    found = re.match(
+        r"^(\s*)(.*?\b(?:mapped_column|relationship|Column|Index|CheckConstraint|Enum)\()(.*)\)(,?)$", line
+    )
+    if not found or '"""' in line:
+        return line
+    indent, head, inner, comma = found.groups()
+    parts = _split_args(inner)
+    if len(parts) < 2:
+        return line
+    body = "".join(f"{indent}    {p},\n" for p in parts)
+    return f"{indent}{head}\n{body}{indent}){comma}"
+
+
+def _split_args(text: str) -> list[str]:
+    """Split at top-level commas, respecting brackets and string literals."""
+    parts, depth, quote, cur, i = [], 0, "", [], 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            cur.append(ch)
+            if ch == "\\":
+                cur.append(text[i + 1])
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+            cur.append(ch)
+        elif ch in "([{":
+            depth += 1
+            cur.append(ch)
+        elif ch in ")]}":
+            depth -= 1
+            cur.append(ch)
+        elif ch == "," and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    if cur and "".join(cur).strip():
+        parts.append("".join(cur).strip())
+    return parts
+
+
+def check_options(options: Iterable[str]) -> frozenset[str]:
+    """The options as a set; unknown ones raise with the list of valid ones."""
+    opts = frozenset(o.strip() for o in options if o and o.strip())
+    invalid = sorted(opts - VALID_OPTIONS)
+    if invalid:
+        raise CodegenError(
+            f"Unrecognized option(s): {', '.join(invalid)}. Valid options: {', '.join(sorted(VALID_OPTIONS))}."
+        )
+    return opts
+
+
+def generate(
+    db: m.Database,
+    options: Iterable[str] = (),
+    *,
+    external: External = "standin",
+    layout: Layout = "file",
+    command: str | None = None,
+) -> GeneratedCode:
+    """Generate SQLAlchemy 2.0 models for ``db``.
+
+    ``external`` says what to do with tables outside the selection that foreign keys point to (the usual
+    ``auth.users``): ``standin`` emits a minimal model with the referenced columns (create_all skips it
+    where the table exists), ``include`` generates them in full, ``plain`` keeps the foreign key as DDL
+    without a model (the table must exist when create_all runs). ``layout="package"`` writes one module
+    per schema.
+    """
+    opts = check_options(options)
+    if external not in EXTERNAL_MODES:
+        raise CodegenError(f"external={external!r} is not one of {', '.join(EXTERNAL_MODES)}.")
+    if layout not in LAYOUTS:
+        raise CodegenError(f"layout={layout!r} is not one of {', '.join(LAYOUTS)}.")
+    gen = _Generator(db, opts, external, layout)
+    gen.plan()
+    schemas = ", ".join(s.name for s in db.schemas)
+    how = command or "workbench models export"
+    header = (
+        f'"""SQLAlchemy models of schema {schemas}, generated by Supabase Workbench ({how}).\n\n'
+        "Views are Tables on ``view_metadata``; create_all makes them views, attaches partitions and restores\n"
+        'row level security and policies (see the end of the file)."""'
+    )
+    if layout == "package":
+        header = header.replace("the end of the file", "_ddl.py")
+    return gen.render(header)

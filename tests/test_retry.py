@@ -225,7 +225,8 @@ def terminating(
             if len(pids) == 1:
                 admin = await asyncpg.connect(dsn)
                 try:
-                    assert await admin.fetchval("select pg_terminate_backend($1)", pids[0]) is True
+                    # With a timeout, pg_terminate_backend waits until the backend is gone: no race with the next query.
+                    assert await admin.fetchval("select pg_terminate_backend($1, 10000)", pids[0]) is True
                 finally:
                     await admin.close()
             return await body(conn)

@@ -1,0 +1,46 @@
+"""Rigs of the reliability suite: its own stand-ins for destructive faults, an IPython shell, the figures."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+from rigs import ROOT
+
+if str(ROOT) not in sys.path:  # the `reliability` package at the repository root (its commands and helpers)
+    sys.path.append(str(ROOT))
+
+from reliability.figures import FIGURES, Figures  # noqa: E402
+from workbench.local.standin import LocalStandIn  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def figures() -> Iterator[Figures]:
+    """The run's counters; written to ``$WORKBENCH_RELIABILITY_FIGURES`` at the end when that is set."""
+    yield FIGURES
+    FIGURES.save()
+
+
+@pytest.fixture(scope="module")
+def own_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStandIn]:
+    """A stand-in of this module's own (demo data, API process), free to be stopped, killed and changed."""
+    instance = LocalStandIn(tmp_path_factory.mktemp("own-standin") / "local")
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module")
+def ip(settings):  # type: ignore[no-untyped-def]
+    """A real IPython shell with the workbench extension, connected to the session stand-in."""
+    from IPython.testing.globalipapp import start_ipython
+
+    from workbench import core
+
+    shell = start_ipython()
+    assert shell is not None
+    shell.run_line_magic("load_ext", "workbench")
+    core.connect(settings)
+    yield shell
+    core.current().close()

@@ -23,7 +23,13 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStandIn]:
     instance = LocalStandIn(root / "local")
     instance.start()
     yield instance
-    instance.stop()
+    instance.destroy()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop marked running on the main thread for
+    as long as the browser lives, which would break every asyncio test collected after it."""
+    items.sort(key=lambda item: "browser" in item.path.parts or item.get_closest_marker("browser") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -160,7 +160,7 @@ def wait_until_dead(pid: int, timeout: float = 10) -> None:
 def fresh(tmp_path: Path):
     inst = LocalStandIn(tmp_path / "fresh")
     yield inst
-    inst.stop()
+    inst.destroy()
 
 
 async def test_supabase_migration_loads_unchanged_and_policies_behave(

@@ -7,10 +7,12 @@ stopped, killed and recovered explicitly, so it drives ``initdb`` / ``pg_ctl`` f
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _RUN_AS = "pgserver"  # PostgreSQL refuses to run as root; pgserver's convention is this system user
@@ -70,15 +72,45 @@ class PostgresError(RuntimeError):
     """The embedded server could not be initialised, started or stopped; the message carries its log."""
 
 
+ROOT_CLUSTERS = Path(os.environ.get("WORKBENCH_PG_ROOT", "/var/tmp/workbench-pgserver"))
+
+
+def _cluster_dir(location: Path) -> Path:
+    """Where the cluster really lives. As root the server runs as the ``pgserver`` user, which must be able
+    to traverse every parent folder; private folders (a home, pytest's temp root, which pytest re-privatises
+    at every session start) would lock it out. So as root a new cluster lives under a world-traversable
+    folder and ``location`` is a symlink to it; an existing cluster stays where it is."""
+    if location.is_symlink():
+        return location.resolve()
+    if location.exists() or not _is_root():
+        return location
+    digest = hashlib.sha1(str(location.resolve()).encode()).hexdigest()[:16]
+    return ROOT_CLUSTERS / digest / "pgdata"
+
+
 @dataclass
 class EmbeddedPostgres:
-    """One PostgreSQL data directory and the server that serves it."""
+    """One PostgreSQL data directory (``location``, possibly a symlink) and the server that serves it."""
 
-    pgdata: Path
+    location: Path
+    pgdata: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pgdata = _cluster_dir(self.location)
 
     @property
     def log_file(self) -> Path:
         return self.pgdata.parent / "postgres.log"
+
+    def destroy(self) -> None:
+        """Stop the server and delete the cluster (and the symlink to it)."""
+        self.stop()
+        if self.location.is_symlink():
+            self.location.unlink()
+            shutil.rmtree(self.pgdata.parent, ignore_errors=True)
+        elif self.location.exists():
+            shutil.rmtree(self.location, ignore_errors=True)
+        self.pgdata = _cluster_dir(self.location)
 
     def _run(self, tool: str, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
         cmd = [str(_bin_dir() / tool), *args]
@@ -116,6 +148,9 @@ class EmbeddedPostgres:
             return False
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self.pgdata.chmod(0o700)
+        if self.pgdata != self.location:
+            self.location.parent.mkdir(parents=True, exist_ok=True)
+            self.location.symlink_to(self.pgdata, target_is_directory=True)
         self._prepare_root()
         res = self._run(
             "initdb",
@@ -185,6 +220,8 @@ class EmbeddedPostgres:
         if not pidfile.exists() or self.running_port() is not None:
             return
         pidfile.unlink(missing_ok=True)
+        for lock in self.pgdata.glob(".s.PGSQL.*.lock"):  # socket locks naming the dead (zombie) postmaster
+            lock.unlink(missing_ok=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             orphans = []

@@ -161,14 +161,25 @@ class LocalStandIn:
         """Stop, delete the data folder (keys too) and start a clean stand-in."""
         self.stop()
         with self._lock():
-            for child in self.data_dir.iterdir():
-                if child.name == ".lock":
-                    continue
-                if child.is_dir():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
+            self._delete_contents()
         return self.start(demo=demo, api=api)
+
+    def destroy(self) -> None:
+        """Stop and delete everything of this stand-in, the data folder included (tests, scripts)."""
+        self.stop()
+        with self._lock():
+            self._delete_contents()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _delete_contents(self) -> None:
+        self.pg.destroy()
+        for child in self.data_dir.iterdir():
+            if child.name == ".lock":
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
     def status(self) -> StandInStatus:
         db_port = self.pg.running_port()

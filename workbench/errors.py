@@ -708,7 +708,9 @@ def _from_interface(err: asyncpg.InterfaceError, text: str) -> ClassifiedError:
         return ClassifiedError(
             Category.CONNECTION,
             f"The database connection is closed: {first}",
-            "Reconnect and retry; this is safe because the statement never reached the server.",
+            "Reconnect and run it again. This statement never reached the server, but earlier statements of the "
+            "same transaction may have been lost with the connection: re-run the whole unit of work, and only "
+            "if it is idempotent (workbench.retry does this).",
             transient=True,
         )
     if "argument" in text and "expects" in text:

@@ -247,15 +247,25 @@ def run_all(page: Any, *, allow_errors: bool = False, timeout_ms: int = RUN_MS) 
     Raises ``LabError`` with the kernel's error output when a cell failed (unless ``allow_errors``).
     """
     started = time.monotonic()
+    start_run_all(page)
+    wait_until_executed(page, allow_errors=allow_errors, timeout_ms=timeout_ms)
+    TIMINGS.setdefault("first_run_all_s", time.monotonic() - started)
+    TIMINGS["last_run_all_s"] = time.monotonic() - started
+
+
+def start_run_all(page: Any) -> None:
+    """Click Run -> Run All Cells and return at once (to watch a widget while cells are still running)."""
     page.locator(".lm-MenuBar-item", has_text="Run").first.click()
     page.locator(".lm-Menu-item:visible", has_text="Run All Cells").first.click()
+
+
+def wait_until_executed(page: Any, *, allow_errors: bool = False, timeout_ms: int = RUN_MS) -> None:
+    """Wait until every code cell of the open notebook has an execution count and the kernel is idle."""
     try:
         page.wait_for_function(_ALL_EXECUTED, timeout=timeout_ms)
     except Exception as exc:
         raise LabError(f"not every cell finished within {timeout_ms} ms: {errors_text(page) or exc}") from exc
     page.locator(IDLE).first.wait_for(state="attached", timeout=timeout_ms)
-    TIMINGS.setdefault("first_run_all_s", time.monotonic() - started)
-    TIMINGS["last_run_all_s"] = time.monotonic() - started
     if not allow_errors and (text := errors_text(page)):
         raise LabError(f"a cell failed in the notebook:\n{text}")
 

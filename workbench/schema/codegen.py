@@ -250,10 +250,23 @@ def _sql_literal(text: str) -> str:
 
 
 def _py(text: str) -> str:
-    """A Python string literal, double-quoted where possible (black style)."""
-    if '"' in text and "'" not in text:
-        return repr(text)
-    return '"' + repr(text)[1:-1].replace('"', '\\"').replace("\\'", "'") + '"'
+    """A Python string literal, double-quoted unless that needs more escapes (as ruff format prefers)."""
+    quote = "'" if text.count('"') > text.count("'") else '"'
+    out = []
+    for ch in text:
+        if ch == "\\" or ch == quote:
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F or not ch.isprintable():
+            out.append(repr(ch)[1:-1])
+        else:
+            out.append(ch)
+    return quote + "".join(out) + quote
 
 
 def _py_block(text: str) -> str:
@@ -320,10 +333,6 @@ class _Entity:
     def key(self) -> tuple[str, str]:
         return self.table.key
 
-    @property
-    def table_expr(self) -> str:
-        return f"{self.name}.__table__" if self.form in ("class", "stub") else self.name
-
 
 class _Imports:
     def __init__(self) -> None:
@@ -372,6 +381,7 @@ class _Generator:
         self.db, self.options, self.external, self.layout = db, options, external, layout
         self.entities: dict[tuple[str, str], _Entity] = {}
         self.enum_names: dict[tuple[str, str], str] = {}
+        self.enum_type_names: dict[tuple[str, str], str] = {}
         self.domain_names: dict[tuple[str, str], str] = {}
         self.seq_names: dict[tuple[str, str], str] = {}
         self.serial_columns: set[tuple[str, str, str]] = set()  # rendered as SERIAL: no Sequence object
@@ -490,6 +500,7 @@ class _Generator:
         if "nonativeenums" not in self.options:
             for enum in self.db.enums():
                 self.enum_names[enum.key] = _free(pascal(self._prefix(enum.schema) + enum.name), used)
+                self.enum_type_names[enum.key] = _free(snake(self._prefix(enum.schema) + enum.name) + "_type", used)
         for domain in self.db.domains():
             self.domain_names[domain.key] = _free(snake(self._prefix(domain.schema) + domain.name) + "_domain", used)
         for seq in self.db.sequences():
@@ -603,13 +614,12 @@ class _Generator:
         if collation:
             return None
         if name == "numeric":
-            return _call(imp.add(_SA, "Numeric"), ", ".join(mods)), self._std("Decimal", imp)
+            return _call(imp.add(_SA, "Numeric"), ", ".join(mods)), "Decimal"
         if name in ("timestamp", "timestamptz", "time", "timetz"):
             tz = name.endswith("tz")
             py = (
                 "datetime.time" if name.startswith("time") and not name.startswith("timestamp") else "datetime.datetime"
             )
-            self._std("datetime", imp)
             if mods:
                 cls = imp.add(_PG, "TIMESTAMP" if name.startswith("timestamp") else "TIME")
                 return f"{cls}({'timezone=True, ' if tz else ''}precision={mods[0]})", py
@@ -618,7 +628,6 @@ class _Generator:
         if name == "interval":
             if sql != "interval" and not re.fullmatch(r"interval\(\d+\)", sql):
                 return None
-            self._std("datetime", imp)
             return _call(imp.add(_PG, "INTERVAL"), f"precision={mods[0]}" if mods else ""), "datetime.timedelta"
         if name in ("bit", "varbit"):
             bits = [mods[0]] if mods else []
@@ -630,11 +639,14 @@ class _Generator:
                 return None
             cls, module, py = _SIMPLE_TYPES[name]
             imp.add(module, cls)
-            for std in ("datetime", "uuid", "Decimal", "Any", "Range"):
-                if std in py:
-                    self._std(std, imp)
             return cls, py
         return None
+
+    def _annotation_imports(self, annotation: str, imp: _Imports) -> None:
+        """Import what a ``Mapped[...]`` annotation names (Core tables need none of it)."""
+        for std in ("datetime", "uuid", "Decimal", "Any", "Range"):
+            if re.search(rf"\b{std}\b", annotation):
+                self._std(std, imp)
 
     def _std(self, what: str, imp: _Imports) -> str:
         if what in ("datetime", "uuid", "enum"):
@@ -648,7 +660,6 @@ class _Generator:
         return what
 
     def _raw_type(self, sql: str, imp: _Imports, module: str) -> str:
-        self._std("Any", imp)
         self.needs_raw = True
         if self.layout == "package" and module != "_base":
             imp.add("._base", "PgType")
@@ -705,16 +716,25 @@ class _Generator:
             files["_ddl.py"] = self._assemble(
                 '"""Views, partitions, row level security and policies: DDL run by create_all."""', ddl_imp, [ddl]
             )
-        init = [f"from . import {', '.join(modules)}  # noqa: F401  (registers every model)"]
-        if ddl:
-            init.append("from . import _ddl  # noqa: F401  (registers the DDL run by create_all)")
-        init.append("from ._base import Base, view_metadata  # noqa: F401")
+        submodules = ", ".join(sorted([*modules, *(["_ddl"] if ddl else [])]))
+        init = [
+            f"from . import {submodules}  # noqa: F401  (importing them registers the models and DDL)",
+            "from ._base import Base, view_metadata",
+            "",
+            '__all__ = ["Base", "view_metadata"]',
+        ]
         files["__init__.py"] = header + "\n\n" + "\n".join(init) + "\n"
         return GeneratedCode(files, "package", self.notes)
 
     def _assemble(self, header: str, imp: _Imports, body: list[str]) -> str:
-        parts = [header, imp.render(), *[b for b in body if b]]
-        return "\n\n\n".join(p for p in parts if p).rstrip() + "\n"
+        chunks = [p for p in body if p]
+        imports = imp.render()
+        text = "\n\n\n".join(chunks)
+        if imports:
+            code_lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+            starts_def = bool(code_lines) and code_lines[0].startswith(("class ", "def ", "@"))
+            text = imports + ("\n\n\n" if starts_def else "\n\n") + text
+        return f"{header}\n\n{text}".rstrip() + "\n"
 
     def _render_base(self, imp: _Imports) -> str:
         imp.add(_ORM, "DeclarativeBase")
@@ -723,7 +743,15 @@ class _Generator:
         lines.append("")
         lines.append("# Views are Tables on their own MetaData: created as views by the DDL below, never as tables.")
         lines.append("view_metadata = MetaData()")
-        schemas = sorted({e.table.schema for e in self.entities.values()} - {m.DEFAULT_SCHEMA})
+        schemas = sorted(
+            (
+                {e.table.schema for e in self.entities.values()}
+                | {e.schema for e in self.db.enums() if e.key in self.enum_names}
+                | {d.schema for d in self.db.domains()}
+                | {s.schema for s in self.db.sequences() if s.key in self.seq_names}
+            )
+            - {m.DEFAULT_SCHEMA}
+        )
         if schemas:
             imp.add(_SA, "DDL")
             imp.add(_SA, "event")
@@ -782,7 +810,7 @@ class _Generator:
     def _render_enum(self, enum: m.Enum, imp: _Imports) -> str:
         self._std("enum", imp)
         name = self.enum_names[enum.key]
-        lines = [f"class {name}(str, enum.Enum):"]
+        lines = [f"class {name}(enum.StrEnum):"]
         used: set[str] = set()
         for label in enum.labels:
             member = re.sub(r"\W+", "_", unicodedata.normalize("NFKC", label)).strip("_").upper() or "EMPTY"
@@ -805,10 +833,10 @@ class _Generator:
             lines += [
                 "",
                 "",
-                f"{snake(name)}_type = Enum({name}, name={_py(enum.name)}{schema}, metadata=Base.metadata, "
-                "values_callable=lambda cls: [member.value for member in cls])",
+                f"{self.enum_type_names[enum.key]} = Enum({name}, name={_py(enum.name)}{schema}, "
+                "metadata=Base.metadata, values_callable=lambda cls: [member.value for member in cls])",
             ]
-        return "\n".join(lines)
+        return "\n".join(_wrap(line) for line in lines)
 
     def _render_domain(self, domain: m.Domain, imp: _Imports, module: str) -> str:
         imp.add(_PG, "DOMAIN")
@@ -843,7 +871,7 @@ class _Generator:
         )
         if not used:
             args.append("metadata=Base.metadata")
-        return f"{self.domain_names[domain.key]} = DOMAIN({', '.join(args)})"
+        return _wrap(f"{self.domain_names[domain.key]} = DOMAIN({', '.join(args)})")
 
     def _render_sequence(self, seq: m.Sequence, imp: _Imports) -> str:
         imp.add(_SA, "Sequence")
@@ -866,7 +894,7 @@ class _Generator:
         if seq.schema != m.DEFAULT_SCHEMA:
             args.append(f"schema={_py(seq.schema)}")
         args.append("metadata=Base.metadata")
-        return f"{self.seq_names[seq.key]} = Sequence({', '.join(args)})"
+        return _wrap(f"{self.seq_names[seq.key]} = Sequence({', '.join(args)})")
 
     # -- tables -----------------------------------------------------------------------------------------
     def _fk_target(self, fk: m.ForeignKey, col: str) -> str:
@@ -1028,6 +1056,7 @@ class _Generator:
             and ent.table.primary_key is not None
             and len(ent.table.primary_key.columns) == 1
             and ent.form != "stub"
+            and not any(a.startswith("ForeignKey(") for a in pos)
         ):
             kwargs.append("autoincrement=False")
         if col.comment and "nocomments" not in self.options and ent.form != "stub":
@@ -1090,9 +1119,13 @@ class _Generator:
             dict_part = "{" + ", ".join(f"{_py(k)}: {v}" for k, v in opts) + "}"
             if table_level:
                 items = table_level + ([dict_part] if opts else [])
-                lines.append("    __table_args__ = (")
-                lines += [f"        {item}," for item in items]
-                lines.append("    )")
+                one = f"    __table_args__ = ({items[0]},)"
+                if len(items) == 1 and len(one) <= 120:
+                    lines.append(one)
+                else:
+                    lines.append("    __table_args__ = (")
+                    lines += [f"        {item}," for item in items]
+                    lines.append("    )")
             else:
                 lines.append(f"    __table_args__ = {dict_part}")
         lines.append("")
@@ -1103,6 +1136,7 @@ class _Generator:
                 args.insert(0, _py(col.name))
             nullable = col.nullable and "primary_key=True" not in args
             annotation = f"{py} | None" if nullable else py
+            self._annotation_imports(annotation, imp)
             if ent.form == "stub" and "primary_key=True" not in args and not col.nullable:
                 pass
             lines.append(f"    {attr}: Mapped[{annotation}] = mapped_column({', '.join(args)})")
@@ -1188,7 +1222,8 @@ class _Generator:
                         f"{t.partition_bound}",
                     )
                 )
-                lines.append(f"{ent.table_expr}.add_is_dependent_on({parent.table_expr})")
+                child = f"Base.metadata.tables[{_py(_key(t))}]" if ent.form == "class" else ent.name
+                lines.append(f"{child}.add_is_dependent_on(Base.metadata.tables[{_py(_key(parent.table))}])")
             for seq in self.db.sequences():
                 if seq.key in self.seq_names and seq.owned_by and seq.owned_by[:2] == t.key:
                     after.append(
@@ -1278,8 +1313,10 @@ class _Generator:
         for key, stmt in after:
             key_text = _py(key) if key else "None"
             one = f"    ({key_text}, {_py_block(stmt)}),"
-            if len(one) <= 120 or ("\n" in stmt and max(len(x) for x in one.splitlines()) <= 116):
+            if len(one) <= 120 and "\n" not in stmt:
                 out.append(one)
+            elif "\n" in stmt and max(len(x) for x in stmt.splitlines()) <= 116:
+                out += [f"    (\n        {key_text},", f"        {_py_block(stmt)},", "    ),"]
             else:
                 out.append(f"    (\n        {key_text},")
                 out += [f"        {_py(piece)}" for piece in _chunks(stmt, 100)]
@@ -1309,12 +1346,12 @@ class _Generator:
                 "        connection.execute(DDL(statement))",
             ]
         if self.layout == "package":
-            needed = set()
-            for ent in ents:
-                if ent.table.partition_of and ent.table.partition_of in self.entities:
-                    needed.add(ent)
-                    needed.add(self.entities[ent.table.partition_of])
-            for ent in sorted(needed, key=lambda e: e.key):
+            needed = {
+                ent.key: ent
+                for ent in ents
+                if ent.table.partition_of and ent.table.partition_of in self.entities and ent.form != "class"
+            }
+            for ent in sorted(needed.values(), key=lambda e: e.key):
                 imp.add("." + ent.module, ent.name)
         return "\n".join(_wrap(line) for line in out)
 
@@ -1414,20 +1451,55 @@ def _view_order(views: list[_Entity]) -> list[_Entity]:
 
 
 def _wrap(line: str, width: int = 120) -> str:
-    """Break an over-long ``name: Mapped[...] = mapped_column(a, b, c)`` line at its arguments."""
-    if len(line) <= width or "\n" in line:
+    """Break an over-long line ending in a call at the call's arguments, one a line, as black does."""
+    if len(line) <= width or "\n" in line or '"""' in line:
         return line
-    found = re.match(
-        r"^(\s*)(.*?\b(?:mapped_column|relationship|Column|Index|CheckConstraint|Enum)\()(.*)\)(,?)$", line
-    )
-    if not found or '"""' in line:
+    body = line.rstrip()
+    comma = ""
+    if body.endswith(","):
+        body, comma = body[:-1], ","
+    opening = _outer_call(body)
+    if opening is None:
         return line
-    indent, head, inner, comma = found.groups()
+    indent = line[: len(line) - len(line.lstrip())]
+    head, inner = body[: opening + 1], body[opening + 1 : -1]
     parts = _split_args(inner)
-    if len(parts) < 2:
+    if not parts:
         return line
-    body = "".join(f"{indent}    {p},\n" for p in parts)
-    return f"{indent}{head}\n{body}{indent}){comma}"
+    inner_indent = indent + "    "
+    lines = [_wrap(f"{inner_indent}{p}," if len(parts) > 1 else f"{inner_indent}{p}", width) for p in parts]
+    return f"{head}\n" + "\n".join(lines) + f"\n{indent}){comma}"
+
+
+def _outer_call(text: str) -> int | None:
+    """Index of the first call's ``(`` whose matching ``)`` ends ``text``."""
+    stack: list[int] = []
+    quote = ""
+    pairs: dict[int, int] = {}
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            stack.append(i)
+        elif ch in ")]}" and stack:
+            pairs[stack.pop()] = i
+        i += 1
+    for start in sorted(pairs):
+        if (
+            pairs[start] == len(text) - 1
+            and text[start] == "("
+            and start > 0
+            and (text[start - 1].isalnum() or text[start - 1] == "_")
+        ):
+            return start
+    return None
 
 
 def _split_args(text: str) -> list[str]:

@@ -76,7 +76,7 @@ select a.attrelid, a.attnum, a.attname as name, format_type(a.atttypid, a.atttyp
        case when a.atthasdef then pg_get_expr(ad.adbin, ad.adrelid) end as default_expr,
        cd.description as comment,
        case when a.attcollation <> 0 and a.attcollation <> t.typcollation
-            then (select quote_ident(cl.collname) from pg_collation cl where cl.oid = a.attcollation) end as collation,
+            then (select cl.collname::text from pg_collation cl where cl.oid = a.attcollation) end as collation,
        (t.typelem <> 0 and t.typsubscript = 'array_subscript_handler'::regproc) as is_array,
        et.oid as type_oid, et.typname as type_name, en.nspname as type_schema, et.typtype::text as typtype
   from pg_attribute a
@@ -150,7 +150,7 @@ select t.oid, n.nspname as schema, t.typname as name, t.typtype::text as typtype
        bet.typname as base_name, ben.nspname as base_schema, bet.typtype::text as base_typtype,
        t.typnotnull, t.typdefault,
        case when t.typcollation <> 0 and t.typcollation <> bt.typcollation
-            then (select quote_ident(cl.collname) from pg_collation cl where cl.oid = t.typcollation) end as collation,
+            then (select cl.collname::text from pg_collation cl where cl.oid = t.typcollation) end as collation,
        array(select array[co.conname::text, pg_get_constraintdef(co.oid)] from pg_constraint co
               where co.contypid = t.oid order by co.conname) as checks
   from pg_type t

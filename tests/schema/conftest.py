@@ -1,0 +1,36 @@
+"""Fixtures for the schema tests: fresh databases, Pagila loaded once."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+from schema_rig import PAGILA, create_database, run_sql
+
+from workbench._sync import run_sync
+from workbench.local.standin import LocalStandIn
+
+
+@pytest.fixture()
+def fresh_db(standin: LocalStandIn, request: pytest.FixtureRequest) -> Callable[[str], Awaitable[str]]:
+    """``await fresh_db("suffix")``: another empty database for this test (targets of round trips)."""
+    base = "s_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:40].lower()
+
+    async def make(suffix: str) -> str:
+        return await create_database(standin, f"{base}_{suffix}")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def pagila_dsn(standin: LocalStandIn) -> str:
+    """Pagila's schema loaded, unpatched, into its own database (read only for tests)."""
+    if not PAGILA.exists():
+        pytest.skip(f"{PAGILA} is missing: it ships with the repository under data/pagila/")
+
+    async def load() -> str:
+        dsn = await create_database(standin, "pagila_src")
+        await run_sql(dsn, PAGILA.read_text())
+        return dsn
+
+    return run_sync(load())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
 import weakref
 from collections.abc import Iterator, Sequence
@@ -257,12 +258,18 @@ class StatementLog:
     def clear(self) -> None:
         self.entries.clear()
 
-    def show(self, width: int = 110) -> str:
+    def show(self, width: int = 110, columns: bool = False) -> str:
+        """Numbered lines; long ``SELECT`` column lists shortened to their count unless ``columns``."""
         lines = []
         for n, entry in enumerate(self.entries, start=1):
             flat = " ".join(entry.split())
+            if not columns:
+                flat = _SELECT_LIST.sub(lambda m: f"SELECT <{m.group(1).count(', ') + 1} columns> FROM ", flat, count=1)
             lines.append(f"{n:>2}. {flat if len(flat) <= width else flat[: width - 1] + '…'}")
         return "\n".join(lines)
+
+
+_SELECT_LIST = re.compile(r"^SELECT (.{40,}?) FROM ")
 
 
 @contextlib.contextmanager

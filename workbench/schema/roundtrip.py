@@ -160,14 +160,24 @@ def import_code(code: str | GeneratedCode, workdir: Path) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        _forget(name)
+        forget(module)
         raise
     return module
 
 
-def _forget(name: str) -> None:
+def forget(module: ModuleType) -> None:
+    """Drop imported generated code: its modules, and its mappers (so a half-imported module cannot break
+    ``configure_mappers()`` for everything imported later)."""
+    name = module.__name__
     for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        base = getattr(sys.modules[key], "Base", None)
+        registry = getattr(base, "registry", None)
+        if registry is not None:
+            registry.dispose()
         del sys.modules[key]
+    base = getattr(module, "Base", None)
+    if getattr(base, "registry", None) is not None:
+        base.registry.dispose()  # type: ignore[union-attr]
 
 
 def metadata_of(module: ModuleType) -> MetaData:
@@ -256,7 +266,7 @@ async def roundtrip(
         await source.close()
         await target.close()
         if module is not None:
-            _forget(module.__name__)
+            forget(module)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

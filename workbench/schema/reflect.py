@@ -649,3 +649,22 @@ async def reflect_settings(
     """Reflect the database a :class:`~workbench.settings.Settings` points at."""
     dsn, pooled = dsn_from_settings(settings)
     return await reflect_dsn(dsn, schemas, tables, progress, pooled=pooled)
+
+
+async def list_schemas_dsn(dsn: str, *, pooled: bool = False) -> list[str]:
+    """The application schemas of a database: system schemas and those of extensions left out."""
+    import asyncpg
+
+    kwargs: dict[str, Any] = {"statement_cache_size": 0} if pooled else {}
+    conn = await asyncpg.connect(_plain_dsn(dsn), **kwargs)
+    try:
+        rows = await conn.fetch(
+            """select n.nspname from pg_namespace n
+                where n.nspname !~ '^pg_' and n.nspname <> 'information_schema'
+                  and not exists (select 1 from pg_depend e where e.classid = 'pg_namespace'::regclass
+                                    and e.objid = n.oid and e.deptype = 'e')
+                order by 1"""
+        )
+        return [r["nspname"] for r in rows]
+    finally:
+        await conn.close()

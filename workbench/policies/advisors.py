@@ -324,9 +324,9 @@ async def _policy_rows(conn: asyncpg.Connection) -> list[_PolicyRow]:
 def _alter_policy(p: _PolicyRow, using: str | None, with_check: str | None) -> str:
     parts = [f"alter policy {quote_ident(p.name)} on {_q(p.schema, p.table)}"]
     if using is not None:
-        parts.append(f"  using ({using})")
+        parts.append(f"  using {_parenthesized(using)}")
     if with_check is not None:
-        parts.append(f"  with check ({with_check})")
+        parts.append(f"  with check {_parenthesized(with_check)}")
     return "\n".join(parts) + ";"
 
 

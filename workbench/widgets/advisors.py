@@ -84,6 +84,7 @@ class AdvisorsWidget:
 
     def __init__(self, lints: Sequence[Lint], measurement: InitplanMeasurement | None = None) -> None:
         self.lints = list(lints)
+        self.measurement = measurement
         self.items: list[_Item] = []
         groups = group_by_level(self.lints)
         counts = " · ".join(

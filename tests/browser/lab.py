@@ -27,6 +27,8 @@ KERNEL_MS = 90_000
 RUN_MS = 120_000
 OUTPUT_MS = 60_000
 
+CHROME_PX = 160  # JupyterLab's menu bar, toolbar and status bar around the notebook area
+MAX_SHOT_PX = 4000
 IDLE = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
 OUTPUT = ".jp-OutputArea-output"
 ERROR_OUTPUT = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
@@ -334,16 +336,28 @@ def output_of(locator: Any) -> Any:
 def screenshot(page: Any, name: str, element: Any | None = None, *, show: Any | None = None) -> Path:
     """Save ``test-artifacts/screenshots/<name>.png`` and return its path.
 
-    ``element``: shoot only that Locator (scrolled into view); otherwise the whole page, first scrolled so that
-    the Locator ``show`` is visible.
+    ``element``: shoot only that Locator, whole: when it is taller than the notebook area, the window grows for
+    the shot (JupyterLab scrolls inside its own panels, so a page-level full-page shot would cut it).
+    Otherwise the whole page, first scrolled so that the Locator ``show`` is visible.
     """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     if show is not None:
         show.scroll_into_view_if_needed()
-    if element is not None:
+    if element is None:
+        page.screenshot(path=str(path), animations="disabled")
+        return path
+    viewport = page.viewport_size
+    needed = int(element.evaluate("el => el.getBoundingClientRect().height")) + CHROME_PX
+    grow = viewport is not None and needed > viewport["height"]
+    if grow:
+        height = min(needed, MAX_SHOT_PX)
+        page.set_viewport_size({"width": viewport["width"], "height": height})
+        page.wait_for_function(f"() => window.innerHeight === {height}")
+    try:
         element.scroll_into_view_if_needed()
         element.screenshot(path=str(path), animations="disabled")
-    else:
-        page.screenshot(path=str(path), animations="disabled")
+    finally:
+        if grow:
+            page.set_viewport_size(viewport)
     return path

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from workbench.identity import Identity
 from workbench.impersonation import apply_statement
-from workbench.policies.matrix import POLICY_COMMANDS, PolicyMatrixError, quote_ident
+from workbench.policies.model import POLICY_COMMANDS, PolicyMatrixError, quote_ident
 
 if TYPE_CHECKING:
     import asyncpg

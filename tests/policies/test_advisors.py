@@ -14,10 +14,10 @@ from workbench.policies.advisors import (
     LEVELS,
     LINTS,
     group_by_level,
-    measure_initplan,
     run_advisors,
     wrap_auth_calls,
 )
+from workbench.policies.initplan import measure_initplan
 from workbench.policies.matrix import PolicyMatrixError, quote_ident
 
 from .conftest import fingerprint

@@ -13,15 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from workbench.policies.advisors import (
-    LEVELS,
-    LINTS,
-    InitplanMeasurement,
-    Lint,
-    advisors,
-    group_by_level,
-    measure_initplan,
-)
+from workbench.policies.advisors import LEVELS, LINTS, Lint, advisors, group_by_level
+from workbench.policies.initplan import InitplanMeasurement, measure_initplan
 from workbench.policies.matrix import PolicyMatrixError
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """Each lint: a schema that triggers it (naming the object), one that does not, and its remediation SQL
-clears it when applied by hand. Plus the measured effect of auth_rls_initplan."""
+clears it when applied by hand."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from workbench.policies.advisors import (
     run_advisors,
     wrap_auth_calls,
 )
-from workbench.policies.initplan import measure_initplan
 from workbench.policies.matrix import PolicyMatrixError, quote_ident
 
 from .conftest import fingerprint
@@ -348,21 +347,3 @@ async def test_exposed_schemas_and_bad_input(supabase_db: str) -> None:
 )
 def test_wrap_auth_calls(expr: str, wrapped: str | None) -> None:
     assert wrap_auth_calls(expr) == (wrapped if wrapped is not None else expr)
-
-
-async def test_initplan_wrap_measured_on_100k_rows(standin) -> None:  # type: ignore[no-untyped-def]
-    conn = await asyncpg.connect(standin.dsn())
-    try:
-        before = await conn.fetchval("select count(*) from pg_namespace where nspname like 'wb_initplan_%'")
-        result = await measure_initplan(conn, rows=100_000, repeats=5)
-        after = await conn.fetchval("select count(*) from pg_namespace where nspname like 'wb_initplan_%'")
-    finally:
-        await conn.close()
-    assert before == after == 0
-    assert result.rows == 100_000 and result.visible_rows == 1_000
-    assert len(result.naive_ms) == len(result.wrapped_ms) == 5
-    assert "InitPlan" in result.wrapped_plan and "InitPlan" not in result.naive_plan
-    assert "current_setting" in result.naive_plan  # auth.uid() inlined and evaluated for each row
-    assert result.naive_median > 1.5 * result.wrapped_median, result.summary()
-    assert "100,000 rows" in result.summary() and "x faster" in result.summary()
-    print(result.summary())

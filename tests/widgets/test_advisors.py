@@ -128,3 +128,25 @@ def test_help() -> None:
     options = parse_options("--help")
     assert options.help
     assert "--measure" in advisors_magic(None, "--help").value  # type: ignore[arg-type]
+
+
+def test_the_magic_is_wired_into_ipython(problem_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.testing.globalipapp import start_ipython
+
+    from workbench import core
+
+    shell = start_ipython()
+    assert shell is not None
+    shell.run_line_magic("load_ext", "workbench")
+    core.connect(Settings(db_url=problem_db))
+    try:
+        view = shell.run_line_magic("sbadvise", "--lints no_primary_key")
+        assert isinstance(view, AdvisorsWidget)
+        assert [i.lint.metadata["name"] for i in view.items] == ["logs"]
+        result = shell.run_cell("%sbadvise --apply-fixes")
+        assert isinstance(result.error_in_exec, PolicyMatrixError)
+        shown = capsys.readouterr()
+        assert "unrecognized arguments: --apply-fixes" in shown.out + shown.err
+        assert "Traceback" not in shown.out + shown.err  # one short message, no library traceback
+    finally:
+        core.current().close()

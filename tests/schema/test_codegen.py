@@ -80,6 +80,41 @@ async def test_golden(case: Case, empty_db: str, fresh_db: Callable[[str], Await
     report = await roundtrip(empty_db, target, case.schemas, **case.kwargs)
     assert report.ok, report.report()
 
+    # and drop_all takes it all down again (views first, partitions before parents, FK cycles by name)
+    await drop_all(metadata_of(module), target)
+    assert await _relations(target, case.schemas) == []
+
+
+async def drop_all(metadata: Any, dsn: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_async_engine(dsn.replace("postgresql://", "postgresql+asyncpg://"), poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+    finally:
+        await engine.dispose()
+
+
+async def _relations(dsn: str, schemas: list[str]) -> list[str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """select n.nspname || '.' || c.relname as name
+                 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                where n.nspname = any($1::text[]) and c.relkind in ('r', 'p', 'v', 'm', 'S')
+               union all
+               select n.nspname || '.' || t.typname from pg_type t join pg_namespace n on n.oid = t.typnamespace
+                where n.nspname = any($1::text[]) and t.typtype in ('e', 'd')""",
+            schemas,
+        )
+        return sorted(r["name"] for r in rows)
+    finally:
+        await conn.close()
+
 
 def test_goldens_are_ruff_clean() -> None:
     """The generated code passes the project's own lint and format rules."""

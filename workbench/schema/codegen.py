@@ -418,6 +418,7 @@ class _Generator:
                     found, "stub", self.module_of(found.schema), columns=wanted, stub_pk=[c.name for c in wanted]
                 )
         self._find_serials()
+        self.cyclic = _cyclic_tables([e.table for e in self.entities.values() if e.form != "view"])
         self._name_module_objects()
         for ent in self.entities.values():
             used: set[str] = set()
@@ -943,7 +944,8 @@ class _Generator:
             kwargs = self._fk_kwargs(fk)
             default_name = _limit(f"{t.name}_{'_'.join(fk.columns)}_fkey")
             if len(fk.columns) == 1:
-                if fk.name != default_name:
+                # drop_all drops FKs of a cycle by name (ALTER TABLE ... DROP CONSTRAINT): name them
+                if fk.name != default_name or (t.key in self.cyclic and (fk.ref_schema, fk.ref_table) in self.cyclic):
                     kwargs.insert(0, f"name={_py(fk.name)}")
                 args = ", ".join([_py(self._fk_target(fk, fk.ref_columns[0])), *kwargs])
                 per_col[fk.columns[0]].append(f"{imp.add(_SA, 'ForeignKey')}({args})")
@@ -1377,6 +1379,54 @@ def _chunks(sql: str, width: int) -> list[str]:
     if start < len(sql):
         pieces.append(sql[start:])
     return pieces
+
+
+def _cyclic_tables(tables: list[m.Table]) -> set[tuple[str, str]]:
+    """Tables on a foreign-key cycle of two or more tables (Kosaraju's strongly connected components)."""
+    keys = {t.key for t in tables}
+    edges: dict[tuple[str, str], set[tuple[str, str]]] = {k: set() for k in keys}
+    for t in tables:
+        for fk in t.foreign_keys:
+            ref = (fk.ref_schema, fk.ref_table)
+            if ref in keys and ref != t.key:
+                edges[t.key].add(ref)
+    reverse: dict[tuple[str, str], set[tuple[str, str]]] = {k: set() for k in keys}
+    for src, dsts in edges.items():
+        for dst in dsts:
+            reverse[dst].add(src)
+    order: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for start in sorted(keys):
+        if start in seen:
+            continue
+        seen.add(start)
+        stack = [(start, iter(sorted(edges[start])))]
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                order.append(node)
+            elif child not in seen:
+                seen.add(child)
+                stack.append((child, iter(sorted(edges[child]))))
+    cyclic: set[tuple[str, str]] = set()
+    assigned: set[tuple[str, str]] = set()
+    for root in reversed(order):
+        if root in assigned:
+            continue
+        component, todo = [], [root]
+        assigned.add(root)
+        while todo:
+            node = todo.pop()
+            component.append(node)
+            for nxt in reverse[node]:
+                if nxt not in assigned:
+                    assigned.add(nxt)
+                    todo.append(nxt)
+        if len(component) > 1:
+            cyclic.update(component)
+    return cyclic
 
 
 def _call(name: str, args: str) -> str:

@@ -20,7 +20,10 @@ class Account(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     email: Mapped[str] = mapped_column(Text, unique=True)
-    primary_team_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("teams.id"))
+    primary_team_id: Mapped[int | None] = mapped_column(
+        BigInteger,
+        ForeignKey("teams.id", name="accounts_primary_team_id_fkey"),
+    )
 
     primary_team: Mapped["Team | None"] = relationship(
         foreign_keys=[primary_team_id],
@@ -51,7 +54,7 @@ class Team(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     name: Mapped[str] = mapped_column(Text)
-    owner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.id"))
+    owner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("accounts.id", name="teams_owner_id_fkey"))
 
     owner: Mapped["Account"] = relationship(foreign_keys=[owner_id], back_populates="teams_owner")
     accounts_primary_team: Mapped[list["Account"]] = relationship(

@@ -22,9 +22,9 @@ ALICE = "11111111-1111-4111-8111-111111111111"
 
 @pytest.fixture(scope="module")
 def ip(settings) -> Iterator[InteractiveShell]:  # type: ignore[no-untyped-def]
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython, start_ipython
 
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()  # the testing shell is process-wide; another module may own it
     assert shell is not None
     shell.run_line_magic("load_ext", "workbench")
     core.connect(settings)

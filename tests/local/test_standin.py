@@ -257,3 +257,15 @@ def test_cli_status_json(standin: LocalStandIn) -> None:
     assert data["db_running"] and data["api_running"]
     assert data["anon_key"] == standin.keys().anon_key
     assert data["jwks_url"].endswith("/auth/v1/.well-known/jwks.json")
+
+
+def test_api_refuses_control_characters_in_paths_as_json(standin: LocalStandIn) -> None:
+    import httpx
+
+    key = standin.keys().service_role_key
+    resp = httpx.get(
+        f"{standin.api_url()}/storage/v1/object/documents/a%0Ab.txt",
+        headers={"apikey": key, "Authorization": f"Bearer {key}"},
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "InvalidKey"

@@ -80,7 +80,31 @@ def build_app(ctx: ApiContext) -> Starlette:
         finally:
             await ctx.pool.close()
 
-    return Starlette(routes=[Route("/health", health), *mounts], lifespan=lifespan)
+    app = Starlette(routes=[Route("/health", health), *mounts], lifespan=lifespan)
+    return _refuse_control_characters(app)
+
+
+def _refuse_control_characters(app: Starlette) -> Any:
+    """Routing regexes do not match a decoded newline, so such a path would get a bare 404 from the outer
+    app; answer it the way Supabase's Storage does (an invalid key), as JSON."""
+
+    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope.get("type") == "http" else ""
+        if path and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+            response = JSONResponse(
+                {
+                    "statusCode": "400",
+                    "code": "InvalidKey",
+                    "error": "InvalidKey",
+                    "message": "Invalid key: the path contains control characters",
+                },
+                status_code=400,
+            )
+            await response(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return guarded
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -131,11 +131,12 @@ def test_help() -> None:
 
 
 def test_the_magic_is_wired_into_ipython(problem_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython import get_ipython
     from IPython.testing.globalipapp import start_ipython
 
     from workbench import core
 
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()  # the test shell is process-wide: another module may have made it
     assert shell is not None
     shell.run_line_magic("load_ext", "workbench")
     core.connect(Settings(db_url=problem_db))

@@ -127,7 +127,7 @@ def render_cell(matrix: PolicyMatrix, cell: Cell) -> str:
         parts.append(f"<div class='wb-policy-note'>{esc(cell.note)}</div>")
     if cell.message:
         parts.append(
-            f"<div class='wb-policy-error' style='color:#a00'>{esc(cell.sqlstate or '')} {esc(cell.message)}</div>"
+            f"<div class='wb-policy-message' style='color:#a00'>{esc(cell.sqlstate or '')} {esc(cell.message)}</div>"
         )
     if cell.statement:
         params = f"\n-- parameters: {esc(repr(cell.params))}" if cell.params else ""

@@ -22,9 +22,10 @@ def figures() -> Iterator[Figures]:
     FIGURES.save()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def own_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStandIn]:
-    """A stand-in of this module's own (demo data, API process), free to be stopped, killed and changed."""
+    """The reliability suite's own stand-in (demo data, API process): free to be stopped, killed and changed.
+    A test that stops or kills it starts it again before it ends."""
     instance = LocalStandIn(tmp_path_factory.mktemp("own-standin") / "local")
     instance.start()
     yield instance

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import Integer, text
@@ -429,8 +430,6 @@ async def test_postgres_killed_with_sigkill_loses_no_acknowledged_commit(
 
 async def _reaped(pid: int) -> bool:
     """Gone for good: not even a zombie waiting for its parent to collect it."""
-    import psutil
-
     return not psutil.pid_exists(pid)
 
 
@@ -509,29 +508,3 @@ async def test_api_killed_mid_upload(own_standin: LocalStandIn, figures: Figures
         "API process SIGKILLed mid-upload: client transport error, next call refused clearly while down, "
         "start() restarted it, no row and no partial file left, earlier object intact, re-upload ok, sign-in ok",
     )
-
-
-async def test_start_right_after_sigkill_while_the_postmaster_is_a_zombie(
-    own_standin: LocalStandIn, figures: Figures
-) -> None:
-    """What a user does: kill -9, then ``workbench local start`` at once. The killed postmaster can linger
-    as a zombie until its parent (here PID 1) collects it; its socket lock file still names that pid."""
-    import psutil
-
-    own = own_standin
-    pid = int((own.pg.pgdata / "postmaster.pid").read_text().splitlines()[0])
-    os.kill(pid, signal.SIGKILL)
-
-    async def dead_or_zombie() -> bool:
-        return not pid_alive(pid)
-
-    await wait_for(dead_or_zombie, 30, "the postmaster to die")
-    zombie = psutil.pid_exists(pid)
-    try:
-        status = await asyncio.to_thread(own.start)
-        assert status.db_running
-    finally:
-        await wait_for(lambda: _reaped(pid), 30, "the killed postmaster to be reaped")
-        await asyncio.to_thread(own.start)  # leave the stand-in running for the next test
-    figures.add("faults", "survived")
-    figures.note("faults", f"start() right after SIGKILL ({'postmaster still a zombie' if zombie else 'reaped'}): ok")

@@ -2,7 +2,9 @@
 
 ``lab`` serves a temporary root folder; tests write notebooks into ``lab.root_dir`` (see ``lab.write_notebook``)
 and the kernels talk to the session's local stand-in through ``WORKBENCH_LOCAL_DIR``. ``page`` is a fresh
-browser tab per test in one shared browser context (so JupyterLab's assets stay cached between tests).
+browser tab per test in one shared browser context (so JupyterLab's assets stay cached between tests); a failed
+test leaves ``test-artifacts/screenshots/FAILED-<test>.png`` and the session writes the rig's timings to
+``test-artifacts/browser-timings.json``. Helpers to drive notebooks are in ``lab.py``.
 """
 
 from __future__ import annotations

@@ -191,7 +191,11 @@ class WorkbenchMagics(Magics):
         args = _parse(self.sbmodels, line)
         module = _optional("workbench.widgets.model_preview", "%sbmodels")
         return module.model_preview(
-            core.current().settings, schema=args.schema, tables=args.tables, options=args.options, export=args.export
+            core.current().settings,
+            schema=args.schema,
+            tables=args.tables,
+            options=args.options or (),
+            export=args.export,
         )
 
     @line_magic

@@ -12,13 +12,10 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.browser
 
 COMMENT = "Free-form JSON: labels, estimates, links."  # public.tasks.details has this column comment
-TABLES = '["tasks", "projects", "organizations"]'
 CELLS = [
     "<!--md--># SQLAlchemy models from the database\nOptions change the code at once; Export writes it.",
     "import workbench\n%load_ext workbench\n%sbconnect",
-    # What %sbmodels calls; the magic itself fails without --options (it passes options=None), reported.
-    "from workbench.widgets.model_preview import model_preview\n"
-    f"model_preview(workbench.current().settings, tables={TABLES})",
+    "%sbmodels --tables tasks projects organizations",
 ]
 
 

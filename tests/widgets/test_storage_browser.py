@@ -131,7 +131,10 @@ def test_folders_breadcrumbs_and_previews(browser: StorageBrowser) -> None:
 
 def test_view_as_shows_what_policies_allow(browser: StorageBrowser) -> None:
     browser.bucket_picker.value = "documents"
+    browser.show(f"{ALICE}/notes.txt")  # fetched as admin...
+    assert browser.preview is not None and find(browser.widget, "wb-storage-preview-text")
     browser.identity_picker.value = f"user:{BOB}"
+    assert browser.preview is None and not find(browser.widget, "wb-storage-preview-text")  # ...gone for Bob
     assert browser.client is not None and browser.client.label == "bob@example.com"
     assert browser.names() == [BOB]
     assert "Viewing as bob@example.com" in status(browser)

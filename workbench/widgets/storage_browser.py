@@ -284,6 +284,7 @@ class StorageBrowser:
         with self._quiet():
             self.identity_picker.value = key
         self.selected = []
+        self._clear_outputs()  # what another identity fetched must not stay on screen
         if self.bucket is not None:
             self.refresh()
         self._say(f"Viewing as {client.label}: the listing shows what storage policies let it see.")
@@ -641,6 +642,13 @@ class StorageBrowser:
         self.preview_box.children = []
         self.refresh()
         return result
+
+    def _clear_outputs(self) -> None:
+        self.preview = None
+        self.preview_box.children = []
+        self.signed_url_box.value = ""
+        self.signed_url_box.layout.display = "none"
+        self.download_link.value = ""
 
     # -- what tests and users read -------------------------------------------------------------------
     def names(self) -> list[str]:

@@ -11,6 +11,7 @@ The steps follow one verb scheme: :func:`generate` -> ``_plan`` (forms and names
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 import unicodedata
@@ -218,8 +219,9 @@ def _attribute(name: str) -> str:
     return snake(name)
 
 
-def _free(name: str, used: set[str]) -> str:
-    while name in used or keyword.iskeyword(name) or name in _RESERVED:
+def _free(name: str, used: set[str], also: set[str] | frozenset[str] = frozenset()) -> str:
+    """``name``, or ``name_``, ``name__``... whichever is not taken (in ``used`` or ``also``) nor reserved."""
+    while name in used or name in also or keyword.iskeyword(name) or name in _RESERVED:
         name += "_"
     used.add(name)
     return name
@@ -249,8 +251,14 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f]*')
+
+
+@functools.lru_cache(maxsize=65536)
 def _py(text: str) -> str:
     """A Python string literal, double-quoted unless that needs more escapes (as ruff format prefers)."""
+    if _PLAIN.fullmatch(text) and text.isprintable():
+        return f'"{text}"'
     quote = "'" if text.count('"') > text.count("'") else '"'
     out = []
     for ch in text:
@@ -279,6 +287,7 @@ def _py_block(text: str) -> str:
     return f'"""{body}"""'
 
 
+@functools.lru_cache(maxsize=65536)
 def _sql_text(sql: str) -> str:
     """``text("...")`` for a SQL fragment; a colon that text() would take for a bind parameter is escaped."""
     escaped = _BIND_LIKE.sub(lambda _m: "\\:", sql)
@@ -328,10 +337,10 @@ class _Entity:
     columns: list[m.Column] = field(default_factory=list)
     rels: list[_Rel] = field(default_factory=list)
     stub_pk: list[str] = field(default_factory=list)
+    key: tuple[str, str] = ("", "")
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.table.key
+    def __post_init__(self) -> None:
+        self.key = (self.table.schema, self.table.name)
 
 
 class _Imports:
@@ -381,6 +390,7 @@ class _Generator:
         self.db, self.options, self.external, self.layout = db, options, external, layout
         self.entities: dict[tuple[str, str], _Entity] = {}
         self.enum_names: dict[tuple[str, str], str] = {}
+        self._type_cache: dict[tuple[object, ...], tuple[str, str, _Imports]] = {}
         self.enum_type_names: dict[tuple[str, str], str] = {}
         self.domain_names: dict[tuple[str, str], str] = {}
         self.seq_names: dict[tuple[str, str], str] = {}
@@ -424,7 +434,7 @@ class _Generator:
             used: set[str] = set()
             for col in ent.columns:
                 ent.attrs[col.name] = (
-                    _free(_attribute(col.name), used | self.module_names) if ent.form in ("class", "stub") else col.name
+                    _free(_attribute(col.name), used, self.module_names) if ent.form in ("class", "stub") else col.name
                 )
                 used.add(ent.attrs[col.name])
         if "norelationships" not in self.options:
@@ -535,7 +545,7 @@ class _Generator:
                     base = snake(singular(fk.ref_table))
                 else:
                     base = snake(stripped)
-                name = _free(base, used[ent.key] | self.module_names)
+                name = _free(base, used[ent.key], self.module_names)
                 used[ent.key].add(name)
                 optional = any(ent.table.column(c).nullable for c in fk.columns)
                 rel = _Rel(name=name, target=target, many=False, optional=optional)
@@ -554,7 +564,7 @@ class _Generator:
                 back = f"{snake(ent.table.name)}_{base}"
             else:
                 back = snake(singular(ent.table.name)) if one_to_one else snake(ent.table.name)
-            back = _free(back, used[target.key] | self.module_names)
+            back = _free(back, used[target.key], self.module_names)
             used[target.key].add(back)
             rel.back = back
             back_rel = _Rel(name=back, target=ent, many=not one_to_one, optional=True, back=rel.name)
@@ -566,9 +576,9 @@ class _Generator:
             fk1, fk2 = [fk for fk in assoc.table.foreign_keys if not fk.inherited]
             left, right = classes[(fk1.ref_schema, fk1.ref_table)], classes[(fk2.ref_schema, fk2.ref_table)]
             secondary = assoc.table.name if assoc.table.schema == m.DEFAULT_SCHEMA else assoc.table.qualified_name
-            name_l = _free(snake(right.table.name), used[left.key] | self.module_names)
+            name_l = _free(snake(right.table.name), used[left.key], self.module_names)
             used[left.key].add(name_l)
-            name_r = _free(snake(left.table.name), used[right.key] | self.module_names)
+            name_r = _free(snake(left.table.name), used[right.key], self.module_names)
             used[right.key].add(name_r)
             left.rels.append(_Rel(name_l, right, True, False, back=name_r if bidi else None, secondary=secondary))
             if bidi:
@@ -585,6 +595,19 @@ class _Generator:
         return expr, py
 
     def _element_type(self, ref: m.TypeRef, collation: str | None, imp: _Imports, module: str) -> tuple[str, str]:
+        """Memoized per type: the same few types recur on every table."""
+        key = (ref.sql, ref.name, ref.schema, ref.kind, collation, module)
+        found = self._type_cache.get(key)
+        if found is None:
+            probe = _Imports()
+            expr, py = self._element_type_uncached(ref, collation, probe, module)
+            found = self._type_cache[key] = (expr, py, probe)
+        imp.merge(found[2])
+        return found[0], found[1]
+
+    def _element_type_uncached(
+        self, ref: m.TypeRef, collation: str | None, imp: _Imports, module: str
+    ) -> tuple[str, str]:
         sql = ref.element_sql
         key = (ref.schema, ref.name)
         if ref.kind == "enum":
@@ -645,9 +668,8 @@ class _Generator:
 
     def _annotation_imports(self, annotation: str, imp: _Imports) -> None:
         """Import what a ``Mapped[...]`` annotation names (Core tables need none of it)."""
-        for std in ("datetime", "uuid", "Decimal", "Any", "Range"):
-            if re.search(rf"\b{std}\b", annotation):
-                self._std(std, imp)
+        for std in _names_in(annotation):
+            self._std(std, imp)
 
     def _std(self, what: str, imp: _Imports) -> str:
         if what in ("datetime", "uuid", "enum"):
@@ -1383,13 +1405,14 @@ def _chunks(sql: str, width: int) -> list[str]:
 
 def _cyclic_tables(tables: list[m.Table]) -> set[tuple[str, str]]:
     """Tables on a foreign-key cycle of two or more tables (Kosaraju's strongly connected components)."""
-    keys = {t.key for t in tables}
+    keys = {(t.schema, t.name) for t in tables}
     edges: dict[tuple[str, str], set[tuple[str, str]]] = {k: set() for k in keys}
     for t in tables:
+        own = (t.schema, t.name)
         for fk in t.foreign_keys:
             ref = (fk.ref_schema, fk.ref_table)
-            if ref in keys and ref != t.key:
-                edges[t.key].add(ref)
+            if ref in keys and ref != own:
+                edges[own].add(ref)
     reverse: dict[tuple[str, str], set[tuple[str, str]]] = {k: set() for k in keys}
     for src, dsts in edges.items():
         for dst in dsts:
@@ -1429,6 +1452,11 @@ def _cyclic_tables(tables: list[m.Table]) -> set[tuple[str, str]]:
     return cyclic
 
 
+@functools.lru_cache(maxsize=4096)
+def _names_in(annotation: str) -> tuple[str, ...]:
+    return tuple(std for std in ("datetime", "uuid", "Decimal", "Any", "Range") if re.search(rf"\b{std}\b", annotation))
+
+
 def _call(name: str, args: str) -> str:
     return f"{name}({args})" if args else name
 
@@ -1442,6 +1470,7 @@ def _limit(name: str) -> str:
     return name if len(name.encode()) <= 63 else "\0"  # never equal to a real name: render it explicitly
 
 
+@functools.lru_cache(maxsize=4096)
 def _nextval(default: str | None) -> tuple[str | None, str] | None:
     if not default:
         return None

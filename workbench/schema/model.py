@@ -23,9 +23,9 @@ def qualified(schema: str, name: str) -> str:
     return f"{schema}.{name}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TypeRef:
-    """A column's type: what PostgreSQL prints (``sql``) and what the element type is."""
+    """A column's type: what PostgreSQL prints (``sql``) and what the element type is (shared, immutable)."""
 
     sql: str  # format_type(), e.g. "character varying(255)", "public.task_status[]", "numeric(4,2)"
     name: str  # the element type's own name (pg_type.typname), e.g. "varchar", "task_status"
@@ -254,7 +254,7 @@ class Sequence:
         return (self.schema, self.name)
 
 
-@dataclass
+@dataclass(repr=False)
 class Schema:
     name: str
     comment: str | None = None
@@ -263,6 +263,12 @@ class Schema:
     domains: list[Domain] = field(default_factory=list)
     sequences: list[Sequence] = field(default_factory=list)
 
+    def __repr__(self) -> str:  # short: a large schema's full repr takes long to build and to read
+        return (
+            f"Schema({self.name!r}, tables={len(self.tables)}, enums={len(self.enums)}, "
+            f"domains={len(self.domains)}, sequences={len(self.sequences)})"
+        )
+
     def table(self, name: str) -> Table:
         for table in self.tables:
             if table.name == name:
@@ -270,7 +276,7 @@ class Schema:
         raise KeyError(f"schema {self.name!r} has no table or view {name!r}")
 
 
-@dataclass
+@dataclass(repr=False)
 class Database:
     """What was reflected: the chosen schemas, and the tables outside them that their FKs reference."""
 
@@ -279,6 +285,13 @@ class Database:
     external_enums: list[Enum] = field(default_factory=list)  # types used but defined elsewhere
     external_domains: list[Domain] = field(default_factory=list)
     server_version: str = ""
+
+    def __repr__(self) -> str:
+        tables = sum(len(s.tables) for s in self.schemas)
+        return (
+            f"Database(schemas={[s.name for s in self.schemas]}, tables={tables}, "
+            f"external_tables={[t.qualified_name for t in self.external_tables]})"
+        )
 
     def schema(self, name: str) -> Schema:
         for schema in self.schemas:

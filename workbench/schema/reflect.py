@@ -8,6 +8,7 @@ qualified and the same in every database: that is what makes two reflections com
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -53,11 +54,7 @@ select c.oid, n.nspname as schema, c.relname as name, c.relkind::text as relkind
 
 _CONSTRAINTS = """
 select co.conrelid, co.conname, co.contype::text as contype,
-       array(select a.attname::text from unnest(co.conkey) with ordinality k(n, i)
-               join pg_attribute a on a.attrelid = co.conrelid and a.attnum = k.n order by k.i) as columns,
-       co.confrelid, fn.nspname as ref_schema, fc.relname as ref_table,
-       array(select a.attname::text from unnest(co.confkey) with ordinality k(n, i)
-               join pg_attribute a on a.attrelid = co.confrelid and a.attnum = k.n order by k.i) as ref_columns,
+       co.conkey, co.confrelid, fn.nspname as ref_schema, fc.relname as ref_table, co.confkey,
        co.confupdtype::text as on_update, co.confdeltype::text as on_delete, co.confmatchtype::text as match,
        co.condeferrable, co.condeferred, pg_get_constraintdef(co.oid) as definition,
        co.conparentid <> 0 or (co.coninhcount > 0 and not co.conislocal) as inherited,
@@ -366,10 +363,13 @@ def _assemble(
         tables[row["oid"]] = _table(row)
     for row in col_rows:
         tables[row["attrelid"]].columns.append(_column(row))
+    names = {(row["attrelid"], row["attnum"]): row["name"] for row in col_rows}  # FK targets are reflected too
     for row in con_rows:
         table = tables.get(row["conrelid"])
         if table is not None:
-            _add_constraint(table, row)
+            columns = [names[(row["conrelid"], n)] for n in row["conkey"] or ()]
+            ref_columns = [names[(row["confrelid"], n)] for n in row["confkey"] or ()]
+            _add_constraint(table, row, columns, ref_columns)
     for row in idx_rows:
         tables[row["indrelid"]].indexes.append(_index(row))
     for row in pol_rows:
@@ -446,16 +446,10 @@ def _column(row: Any) -> m.Column:
         identity = m.Identity(always=row["identity"] == "a")
     generated = row["default_expr"] if row["generated"] == "s" else None
     default = None if generated is not None else row["default_expr"]
-    is_array = row["is_array"]
+    dims = max(row["attndims"], 1) if row["is_array"] else 0
     return m.Column(
         name=row["name"],
-        type=m.TypeRef(
-            sql=row["type_sql"],
-            name=row["type_name"],
-            schema=row["type_schema"],
-            kind=_TYPTYPES.get(row["typtype"], "base"),
-            dims=max(row["attndims"], 1) if is_array else 0,
-        ),
+        type=_type_ref(row["type_sql"], row["type_name"], row["type_schema"], row["typtype"], dims),
         nullable=not row["attnotnull"],
         default=default,
         identity=identity,
@@ -465,8 +459,14 @@ def _column(row: Any) -> m.Column:
     )
 
 
-def _add_constraint(table: m.Table, row: Any) -> None:
-    kind, name, columns = row["contype"], row["conname"], list(row["columns"])
+@functools.lru_cache(maxsize=4096)
+def _type_ref(sql: str, name: str, schema: str, typtype: str, dims: int) -> m.TypeRef:
+    """TypeRefs are immutable: the few distinct ones are shared by every column."""
+    return m.TypeRef(sql=sql, name=name, schema=schema, kind=_TYPTYPES.get(typtype, "base"), dims=dims)
+
+
+def _add_constraint(table: m.Table, row: Any, columns: list[str], ref_columns: list[str]) -> None:
+    kind, name = row["contype"], row["conname"]
     definition, inherited = row["definition"], row["inherited"]
     if kind == "p":
         table.primary_key = m.PrimaryKey(name=name, columns=columns, inherited=inherited)
@@ -477,7 +477,7 @@ def _add_constraint(table: m.Table, row: Any) -> None:
                 columns=columns,
                 ref_schema=row["ref_schema"],
                 ref_table=row["ref_table"],
-                ref_columns=list(row["ref_columns"]),
+                ref_columns=ref_columns,
                 on_update=_FK_ACTIONS[row["on_update"]],
                 on_delete=_FK_ACTIONS[row["on_delete"]],
                 match=_FK_MATCH.get(row["match"], "SIMPLE"),

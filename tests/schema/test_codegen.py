@@ -58,6 +58,7 @@ GOLDEN_CASES = [
 ]
 
 
+@pytest.mark.filterwarnings("error::sqlalchemy.exc.SAWarning")  # the generated code configures cleanly
 @pytest.mark.parametrize("case", GOLDEN_CASES, ids=lambda c: c.name)
 async def test_golden(case: Case, empty_db: str, fresh_db: Callable[[str], Awaitable[str]], tmp_path: Path) -> None:
     from sqlalchemy.orm import configure_mappers

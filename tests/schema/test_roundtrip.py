@@ -45,6 +45,7 @@ async def test_options_that_drop_things_show_up_in_the_diff(pagila_dsn: str, emp
     assert report.counts()["index"] == 34  # every CREATE INDEX of the Pagila dump
 
 
+@pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")  # sqlacodegen's code warns; ours must not
 async def test_sqlacodegen_beside_ours_on_pagila(
     pagila_dsn: str, fresh_db: Callable[[str], Awaitable[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -68,6 +69,7 @@ async def test_sqlacodegen_beside_ours_on_pagila(
     assert counts["partition"] >= 14 and counts["default"] >= 7 and counts["column_order"] >= 5
 
 
+@pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
 async def test_sqlacodegen_beside_ours_on_the_demo(
     standin: LocalStandIn, fresh_db: Callable[[str], Awaitable[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -46,6 +46,7 @@ async def test_options_that_drop_things_show_up_in_the_diff(pagila_dsn: str, emp
 
 
 @pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")  # sqlacodegen's code warns; ours must not
+@pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SADeprecationWarning")  # raised inside sqlacodegen 4.0.4
 async def test_sqlacodegen_beside_ours_on_pagila(
     pagila_dsn: str, fresh_db: Callable[[str], Awaitable[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -134,7 +134,7 @@ async def measure(ctx: SuiteContext) -> SuiteResult:
 
     from workbench.identity import user_identity
 
-    runs, per_run = (1, 10) if ctx.quick else (7, 200)
+    runs, per_run = (1, 10) if ctx.quick else (5, 150)
     admin = await asyncpg.connect(ctx.dsn)
     try:
         identity = await user_identity(admin, USER)

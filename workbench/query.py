@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import sys
 import time
 import weakref
 from collections.abc import Mapping
@@ -22,13 +23,22 @@ import pandas as pd
 from workbench.errors import WorkbenchError, classify
 from workbench.identity import Identity
 from workbench.impersonation import begin_script
-from workbench.sqltext import bind_parameters, classify_statement, resolve_arguments, split_statements
+from workbench.sqltext import (
+    bind_parameters,
+    classify_statement,
+    first_keyword,
+    resolve_arguments,
+    split_statements,
+)
 
 if TYPE_CHECKING:
     import asyncpg
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 DEFAULT_MAX_ROWS = 1_000_000
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024  # without --limit, stop near this much result data held in memory
+FIRST_BATCH = 64  # rows fetched first to measure the row size against the byte budget
+SESSION_CLEANUP = "reset all; select pg_advisory_unlock_all()"
 _INT_TYPES = {"int2", "int4", "int8", "oid"}
 _CODEC_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()  # asyncpg connections with our json codecs
 
@@ -60,8 +70,13 @@ class QueryOutcome:
     def footer(self) -> str:
         rows = len(self.frame)
         parts = [f"{rows:,} row{'s' if rows != 1 else ''}"]
-        if self.truncated:
-            parts.append(f"truncated at {self.limit:,}: pass --limit N (or add LIMIT/OFFSET) for more")
+        if self.truncated and self.limit is not None and rows == self.limit:
+            parts.append(f"truncated at --limit {self.limit:,}: raise it, or page with LIMIT/OFFSET")
+        elif self.truncated:
+            parts.append(
+                f"truncated: the default cap is {DEFAULT_MAX_ROWS:,} rows or ~{DEFAULT_MAX_BYTES >> 20} MB; "
+                "pass --limit N for more, or page with LIMIT/OFFSET"
+            )
         if self.status and not len(self.frame.columns):
             parts = [self.status]
         parts.append(f"{self.elapsed * 1000:,.1f} ms")
@@ -189,10 +204,49 @@ def plan_statements(sql: str, namespace: Mapping[str, object] | None) -> list[tu
                 "Session-level SET/RESET/SET ROLE/DISCARD would outlive the cell on a pooled connection. Use "
                 "SET LOCAL for a setting, and --as/--role/--claims (or %sbimpersonate) to change identity."
             )
+        keyword = first_keyword(stmt)
+        if keyword == "COPY":
+            raise QueryUsageError(
+                "COPY is not run from a cell: COPY ... TO PROGRAM/file acts on the server even in a read-only "
+                "transaction. Use SELECT (the result is a DataFrame) and pandas to write files, or psql's \\copy."
+            )
+        if keyword in {"PREPARE", "EXECUTE", "DEALLOCATE"}:
+            raise QueryUsageError(
+                f"{keyword} manages session-level prepared statements, which would outlive the cell on a pooled "
+                "connection. Write the statement itself; notebook variables are bound as parameters with :name."
+            )
         bound = bind_parameters(stmt)
         args = resolve_arguments(bound, namespace or {}) if bound.names else []
         planned.append((bound.sql, args, kind))
     return planned
+
+
+def _estimate_bytes(records: list[Any]) -> int:
+    """Rough bytes held per row, from a sample: the record and its values (one level into containers)."""
+    sample = records[:: max(1, len(records) // 64)][:64]
+    total = 0
+    for record in sample:
+        total += 56 + 8 * len(record)
+        for value in record:
+            total += sys.getsizeof(value)
+            if isinstance(value, dict):
+                total += sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in value.items())
+            elif isinstance(value, list):
+                total += sum(sys.getsizeof(v) for v in value)
+    return total // max(1, len(sample))
+
+
+async def _fetch_bounded(cursor: Any, max_rows: int, max_bytes: int | None) -> tuple[list[Any], bool]:
+    """At most ``max_rows`` rows, plus one to learn whether more were left. With a byte budget, a first small
+    batch measures the row size and the rest is sized to stay near the budget. Returns (rows, truncated)."""
+    cap = max_rows
+    records = await cursor.fetch(min(FIRST_BATCH, cap + 1) if max_bytes is not None else cap + 1)
+    if max_bytes is not None and len(records) == FIRST_BATCH <= cap:
+        cap = min(cap, max(FIRST_BATCH, max_bytes // max(1, _estimate_bytes(records))))
+        records += await cursor.fetch(cap + 1 - len(records))
+    if len(records) > cap:
+        return records[:cap], True
+    return records, False
 
 
 async def run_on_connection(
@@ -206,6 +260,7 @@ async def run_on_connection(
     explain: bool = False,
     statement_timeout_ms: int | None = None,
     pooler_safe: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> QueryOutcome:
     """Run every statement of ``sql`` in one transaction as ``identity``; the last one's rows are returned.
 
@@ -242,15 +297,14 @@ async def run_on_connection(
                 cursor = await prepared.cursor(*args)
             else:
                 cursor = await conn.cursor(stmt, *args)
-            records = await cursor.fetch(max_rows + 1)
-            if len(records) > max_rows:
-                truncated = True
-                records = records[:max_rows]
+            records, truncated = await _fetch_bounded(cursor, max_rows, None if limit is not None else max_bytes)
             if not records and attributes is None:
                 attributes = (await conn.prepare(stmt)).get_attributes()
             frame = _frame(records, attributes)
         commit = write and not explain
-        await conn.execute("commit" if commit else "rollback")
+        # One message: end the transaction, then drop session state a statement may have left behind (a
+        # session-level set_config or advisory lock) before the connection goes back to the pool.
+        await conn.execute(f"{'commit' if commit else 'rollback'}; {SESSION_CLEANUP}")
         elapsed = time.perf_counter() - started
         explain_text = "\n".join(str(v) for v in frame.iloc[:, 0]) if explain and len(frame.columns) else None
         outcome = QueryOutcome(
@@ -260,7 +314,7 @@ async def run_on_connection(
             statements=len(planned),
             status=status,
             truncated=truncated,
-            limit=max_rows,
+            limit=limit,
             explain=explain_text,
             committed=commit,
         )

@@ -117,11 +117,12 @@ class Settings(BaseSettings):
                 )
 
     def _check_pooler(self, host: str, port: int, user: str, field: str) -> None:
-        if "." not in user:
+        name, _, ref = user.partition(".")
+        if not name or not ref:
             raise _Problem(
                 field,
-                f"the pooler user {user!r} lacks the '.<project-ref>' suffix, so Supavisor answers "
-                "'Tenant or user not found'. Fix: use 'postgres.<project-ref>' as the user.",
+                f"the pooler user {user!r} lacks the '.<project-ref>' suffix (or its user part), so Supavisor "
+                "answers 'Tenant or user not found'. Fix: use 'postgres.<project-ref>' as the user.",
             )
         expected = {TRANSACTION_PORT: ConnectionMode.TRANSACTION, SESSION_PORT: ConnectionMode.SESSION}.get(port)
         if expected is None:

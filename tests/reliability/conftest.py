@@ -35,11 +35,11 @@ def own_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStand
 @pytest.fixture(scope="module")
 def ip(settings):  # type: ignore[no-untyped-def]
     """A real IPython shell with the workbench extension, connected to the session stand-in."""
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython, start_ipython
 
     from workbench import core
 
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()  # the testing shell is process-wide
     assert shell is not None
     shell.run_line_magic("load_ext", "workbench")
     core.connect(settings)

@@ -195,23 +195,16 @@ def test_wrong_passwords_get_supabase_errors_and_change_nothing(own_standin: Loc
 # ------------------------------------------------------------------------------------------- pooler URLs
 
 
-EMPTY_REF = pytest.mark.xfail(
-    strict=True,
-    reason="BUG (workbench/settings.py Settings._check_pooler): a pooler user with an empty user or project ref "
-    "part ('postgres.' / '.ref') passes the '.' check; Supavisor then answers 'Tenant or user not found'",
-)
 BAD_URLS = [
     ("postgresql://postgres:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres", "postgres.<project-ref>"),
     pytest.param(
         "postgresql://postgres.:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres",
         "project-ref",
-        marks=EMPTY_REF,
         id="empty-ref",
     ),
     pytest.param(
         "postgresql://.abcdefghijklmnopqrst:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres",
         "project-ref",
-        marks=EMPTY_REF,
         id="empty-user",
     ),
     ("postgresql://postgres.ref:pw@aws-0-eu-central-1.pooler.supabase.com:6544/postgres", "not a Supavisor port"),
@@ -334,23 +327,18 @@ def test_limit_and_default_cap_bound_what_is_fetched(ip, figures: Figures) -> No
     started = time.perf_counter()
     small = ip.run_cell_magic("sbquery", "--limit 1000", "select g from generate_series(1, 10000000) g")
     assert len(small) == 1000 and time.perf_counter() - started < 10
-    assert "truncated at 1,000: pass --limit N (or add LIMIT/OFFSET) for more" in small.wb_footer
+    assert "truncated at --limit 1,000: raise it, or page with LIMIT/OFFSET" in small.wb_footer
     before = proc.memory_info().rss
     capped = ip.run_cell_magic("sbquery", "", "select g from generate_series(1, 10000000) g")
     growth_mb = (proc.memory_info().rss - before) / 1e6
     assert len(capped) == DEFAULT_MAX_ROWS
-    assert f"truncated at {DEFAULT_MAX_ROWS:,}: pass --limit N" in capped.wb_footer
+    assert f"the default cap is {DEFAULT_MAX_ROWS:,} rows" in capped.wb_footer and "pass --limit N" in capped.wb_footer
     assert growth_mb < 400, f"{growth_mb:.0f} MB for {DEFAULT_MAX_ROWS:,} integers"
     del capped
     figures.add("bad_input", "oversized_results", 2)
     figures.put("bad_input", "capped_result_rss_growth_mb", round(growth_mb))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (workbench/query.py run_on_connection): the default cap counts rows (1,000,000), not bytes: "
-    "wide rows are fetched whole",
-)
 def test_default_cap_also_bounds_wide_rows(ip, figures: Figures) -> None:  # type: ignore[no-untyped-def]
     """400 rows of 1 MB: without ``--limit`` the cell should stop at a memory budget and say so, as it does at a
     million rows (measured: the whole 400 MB is held)."""

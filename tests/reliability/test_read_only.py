@@ -220,10 +220,6 @@ def test_line_magic_and_parameters_are_read_only_too(ip, standin: LocalStandIn, 
     figures.add("read_only", "refused", refused)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (workbench/query.py plan_statements): COPY ... TO PROGRAM / TO 'file' run in a read-only cell",
-)
 def test_read_only_cells_cannot_run_programs_or_write_server_files(
     ip, own_standin: LocalStandIn, figures: Figures
 ) -> None:  # type: ignore[no-untyped-def]
@@ -270,21 +266,15 @@ def test_read_only_cells_cannot_run_programs_or_write_server_files(
     assert escaped == [], f"read-only cells escaped through COPY ... TO: {escaped}"
 
 
-SESSION_LEAK = (
-    "BUG (workbench/query.py + sqltext.classify_statement): session advisory locks and PREPAREd statements "
-    "survive the read-only cell's ROLLBACK and stay on the pooled / PgBouncer server connection"
-)
 SESSION_STATE = [
     pytest.param(
         "select pg_advisory_lock(hashtext('wb-read-only'))",
         "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()",
-        marks=pytest.mark.xfail(strict=True, reason=SESSION_LEAK),
         id="advisory-lock",
     ),
     pytest.param(
         "prepare wb_ro_statement as select 1",
         "select count(*) from pg_prepared_statements where name = 'wb_ro_statement'",
-        marks=pytest.mark.xfail(strict=True, reason=SESSION_LEAK),
         id="prepare",
     ),
     pytest.param("listen wb_ro_channel", "select count(*) from pg_listening_channels()", id="listen"),

@@ -186,6 +186,12 @@ def test_unknown_options_are_refused_with_the_valid_ones(demo_db: Any) -> None:
         generate(demo_db, layout="tree")  # type: ignore[arg-type]
 
 
+def test_options_may_be_comma_separated() -> None:
+    assert codegen.check_options(["noindexes,nocomments", " nobidi "]) == {"noindexes", "nocomments", "nobidi"}
+    with pytest.raises(CodegenError, match="Unrecognized option"):
+        codegen.check_options(["noindexes,bogus"])
+
+
 def test_default_output_has_what_the_options_remove(demo_db: Any) -> None:
     text = generate(demo_db).text
     for needle in (

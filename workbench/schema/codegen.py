@@ -1614,8 +1614,8 @@ def _split_args(text: str) -> list[str]:
 
 
 def check_options(options: Iterable[str]) -> frozenset[str]:
-    """The options as a set; unknown ones raise with the list of valid ones."""
-    opts = frozenset(o.strip() for o in options if o and o.strip())
+    """The options as a set (``"a,b"`` counts as two); unknown ones raise with the list of valid ones."""
+    opts = frozenset(part.strip() for o in options if o for part in o.split(",") if part.strip())
     invalid = sorted(opts - VALID_OPTIONS)
     if invalid:
         raise CodegenError(

@@ -40,13 +40,17 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], css: str) -> s
         for row in rows
     )
     return (
-        f'<table class="{css}" style="border-collapse:collapse">'
+        f'<table class="{css}" style="border-collapse:collapse;width:100%">'
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     )
 
 
 def _code(sql: str | None) -> str:
-    return f"<code>{_e(sql)}</code>" if sql else ""
+    """SQL that wraps inside its cell instead of pushing the table wider than the panel."""
+    style = (
+        "white-space:pre-wrap;word-break:break-word;font-size:90%;line-height:1.3;display:inline-block;min-width:14em"
+    )
+    return f"<code style='{style}'>{_e(sql)}</code>" if sql else ""
 
 
 # -- what each panel shows: plain functions of the model ------------------------------------------------
@@ -133,7 +137,7 @@ def policies_html(table: m.Table) -> str:
         note = "<p class='wb-schema-warning'>RLS is on and there is no policy: nobody but service_role sees rows.</p>"
     rows = [
         [
-            f"<b>{_e(p.name)}</b>",
+            f"<b style='display:inline-block;min-width:11em'>{_e(p.name)}</b>",
             _e(p.command),
             _e(", ".join(p.roles)),
             "permissive" if p.permissive else "restrictive",

@@ -508,3 +508,30 @@ async def test_api_killed_mid_upload(own_standin: LocalStandIn, figures: Figures
         "API process SIGKILLed mid-upload: client transport error, next call refused clearly while down, "
         "start() restarted it, no row and no partial file left, earlier object intact, re-upload ok, sign-in ok",
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (workbench/storage.py _Explained): when the Storage API is down, workbench.storage calls raise "
+    "httpx's raw ConnectError ('All connection attempts failed') instead of a StorageError saying what to do",
+)
+async def test_storage_calls_explain_an_api_that_is_down(own_standin: LocalStandIn, figures: Figures) -> None:
+    from workbench import storage as st
+
+    own = own_standin
+    admin = await st.admin_client(Settings.local(own))
+    api_pid = int((own.data_dir / "api.pid").read_text())
+    os.kill(api_pid, signal.SIGKILL)
+    await wait_for(lambda: _reaped_or_zombie(api_pid), 30, "the API process to die")
+    try:
+        with pytest.raises(st.StorageError) as info:
+            await st.list_buckets(admin)
+        text = str(info.value)
+        assert "workbench local start" in text or "not reachable" in text or "running" in text, text
+    finally:
+        await asyncio.to_thread(own.start)
+    figures.add("faults", "survived")
+
+
+async def _reaped_or_zombie(pid: int) -> bool:
+    return not pid_alive(pid)

@@ -307,7 +307,7 @@ def test_expired_and_mangled_tokens_get_typed_reasons(figures: Figures) -> None:
         "invalid audience": mint(_claims(aud="someone-else"), secret=SECRET),
         "invalid issuer": mint(_claims(iss="https://evil.example/auth/v1"), secret=SECRET),
         "invalid signature": mint(_claims(), secret=SECRET + "x"),
-        "alg none is not allowed": jwt.encode(_claims(), None, algorithm="none"),
+        "alg none is not allowed": jwt.encode(_claims(), None, algorithm="none"),  # type: ignore[arg-type]
         "ES256 not accepted: no JWKS configured": mint(_claims(), private_key=pem),
         "missing required claim": mint({k: v for k, v in _claims().items() if k != "sub"}, secret=SECRET),
         "token too large": mint(_claims(padding="x" * 10_000), secret=SECRET),

@@ -264,9 +264,9 @@ async def test_cancellations_errors_nesting_and_hijacks_never_leak(
     bouncer, engine = one_server_engine
     tally = Tally()
     stalls: list[str] = []
-    work = asyncio.gather(*(worker(engine, seed, 100, tally) for seed in range(12)))
+    work: asyncio.Future[Any] = asyncio.gather(*(worker(engine, seed, 100, tally) for seed in range(12)))
     watchdog = asyncio.create_task(watch_for_stalls(standin.dsn(), tally, stalls, bouncer.workdir / "pgbouncer.log"))
-    await asyncio.wait([work, watchdog], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([work, watchdog], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
     if stalls:
         work.cancel()
         with contextlib.suppress(BaseException):

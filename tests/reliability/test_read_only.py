@@ -128,7 +128,7 @@ ATTEMPTS: list[str] = [
 ]
 
 IDENTITIES = ["", "--role service_role", "--as alice@example.com"]
-REFUSALS = (WorkbenchError, QueryUsageError, IdentityError, SQLSyntaxError, UsageError)
+REFUSALS: tuple[type[Exception], ...] = (WorkbenchError, QueryUsageError, IdentityError, SQLSyntaxError, UsageError)
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +252,7 @@ def test_read_only_cells_cannot_run_programs_or_write_server_files(
     escaped: list[str] = []
     try:
         for what, sql in attempts.items():
-            with contextlib.suppress(REFUSALS):
+            with contextlib.suppress(*REFUSALS):
                 ip.run_cell_magic("sbquery", "", sql)
             if any(outside.iterdir()) or before.differences(run_sync(_snapshot(own.dsn()))):
                 escaped.append(what)
@@ -307,7 +307,7 @@ async def test_read_only_cells_leave_no_session_state_on_the_pooled_connection(
     wb = Workbench(settings, options=EngineOptions(pool_size=1, max_overflow=0))
     try:
         pid = (await wb.query("select pg_backend_pid() as pid"))["pid"][0]
-        with contextlib.suppress(REFUSALS):
+        with contextlib.suppress(*REFUSALS):
             await wb.query(sql)
         after = await wb.query(f"select pg_backend_pid() as pid, ({probe}) as left_behind")
         assert after["pid"][0] == pid  # the same pooled connection

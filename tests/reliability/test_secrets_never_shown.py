@@ -82,7 +82,7 @@ def configured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Configured]
     data_dir.mkdir(parents=True)
     jwt_secret = "wbjwt" + secrets.token_hex(24)
     pem, jwk = generate_es256_key(kid=secrets.token_hex(8))
-    keys = {
+    keys: dict[str, Any] = {
         "jwt_secret": jwt_secret,
         "anon_key": mint(api_key_claims("anon"), secret=jwt_secret),
         "service_role_key": mint(api_key_claims("service_role"), secret=jwt_secret),
@@ -96,7 +96,7 @@ def configured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Configured]
     status = standin.start()
     assert standin.keys().jwt_secret == jwt_secret
     password = "wbpw" + secrets.token_hex(16)
-    service = keys["service_role_key"]
+    service = str(keys["service_role_key"])
     found = [
         Secret("database password", password, password[4:]),
         Secret("JWT secret", jwt_secret, jwt_secret[5:]),
@@ -106,7 +106,7 @@ def configured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Configured]
     env = {
         "SUPABASE_DB_URL": f"postgresql://postgres:{password}@127.0.0.1:{status.db_port}/postgres",
         "SUPABASE_URL": str(status.api_url),
-        "SUPABASE_ANON_KEY": keys["anon_key"],
+        "SUPABASE_ANON_KEY": str(keys["anon_key"]),
         "SUPABASE_SERVICE_ROLE_KEY": service,
         "SUPABASE_JWT_SECRET": jwt_secret,
         "SUPABASE_LOCAL_DIR": str(data_dir),

@@ -16,7 +16,7 @@ async def measure(ctx: SuiteContext) -> SuiteResult:
     from workbench.pool import monitor
     from workbench.settings import ConnectionMode
 
-    clients, runs, duration, warmup = ((1, 4), 1, 0.3, 0.1) if ctx.quick else ((1, 10, 50), 3, 2.0, 0.3)
+    clients, runs, duration, warmup = ((1, 4), 1, 0.3, 0.1) if ctx.quick else ((1, 10, 50), 3, 1.5, 0.3)
     result = SuiteResult()
     targets = [
         LoadTarget(BASELINE, ctx.db_url, pool_size=5, max_overflow=5),

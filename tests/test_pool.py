@@ -47,6 +47,7 @@ async def test_checkouts_overflow_and_idle_follow_the_pool(db_url: str) -> None:
         busy = mon.snapshot()
         assert (busy.pool, busy.size, busy.max_overflow, busy.capacity) == ("AsyncAdaptedQueuePool", 2, 1, 3)
         assert (busy.checked_out, busy.overflow, busy.idle, busy.opened) == (3, 1, 0, 3)
+        assert busy.status == engine.pool.status() and "Current Checked out connections: 3" in busy.status
         for conn in held:
             await conn.close()
         calm = mon.snapshot()
@@ -129,6 +130,7 @@ async def test_null_pool_opens_and_closes_a_connection_per_checkout(db_url: str)
                 await conn.execute(text("select 1"))
         stats = mon.snapshot()
         assert (stats.pool, stats.size, stats.idle, stats.capacity) == ("NullPool", None, None, None)
+        assert stats.status == "NullPool"
         assert (stats.checkouts, stats.opened, stats.closed, stats.checked_out) == (3, 3, 3, 0)
 
 
@@ -161,3 +163,13 @@ def test_monitor_repr_and_dict_show_counts_not_urls(db_url: str) -> None:
         assert data["capacity"] == 10 and data["mean_wait_ms"] == 0.0
     finally:
         mon.detach()
+
+
+async def test_connections_out_before_the_monitor_attached_are_counted(db_url: str) -> None:
+    async with engine_with(db_url, pool_size=2, max_overflow=0) as engine:
+        conn = await engine.connect()
+        await conn.execute(text("select 1"))
+        late = monitor(engine)  # attached while one connection is out
+        assert late.snapshot().checked_out == 1
+        await conn.close()
+        assert late.snapshot().checked_out == 0 and late.snapshot().idle == 1

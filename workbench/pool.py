@@ -50,6 +50,7 @@ class PoolStats:
     wait_ms_max: float
     last_error: str | None
     at: float
+    status: str = ""  # the pool's own ``status()`` line
 
     @property
     def capacity(self) -> int | None:
@@ -217,16 +218,18 @@ class PoolMonitor:
         if self._attached:
             self._wrap_checkout(pool)
         size = max_overflow = idle = overflow = None
-        if isinstance(pool, QueuePool):
+        checked_out = self.in_use
+        if isinstance(pool, QueuePool):  # its own counts are authoritative (connections out before we attached too)
             size, idle, overflow = pool.size(), pool.checkedin(), max(pool.overflow(), 0)
             max_overflow = pool._max_overflow
+            checked_out = pool.checkedout()
         return PoolStats(
             pool=type(pool).__name__,
             size=size,
             max_overflow=max_overflow,
             idle=idle,
             overflow=overflow,
-            checked_out=self.in_use,
+            checked_out=checked_out,
             max_checked_out=self.max_checked_out,
             waiting=self.waiting,
             max_waiting=self.max_waiting,
@@ -242,6 +245,7 @@ class PoolMonitor:
             wait_ms_max=self.wait_ms_max,
             last_error=self.last_error,
             at=time.monotonic(),
+            status=pool.status(),
         )
 
     def reset(self) -> None:

@@ -140,7 +140,8 @@ def render(result: SuiteResult, figures: Figures, soak: dict[str, Any] | None, c
             f"({_n(lk.get('cancellations', 0))} task cancels, {_n(lk.get('kernel_interrupts', 0))} kernel interrupts, "
             f"{_n(lk.get('errors_inside_transactions', 0))} errors inside transactions, "
             f"{_n(lk.get('nested_sessions', 0))} nested sessions, "
-            f"{_n(lk.get('hijack_attempts', 0))} session-wide hijacks)",
+            f"{_n(lk.get('hijack_attempts', 0))} session-wide hijacks); stalls of the one server connection: "
+            f"{_n(lk.get('stalls', 0))}",
             "PgBouncer transaction mode, ONE server connection; each transaction checks current_user, auth.uid(), "
             "request.jwt.claim.sub and a claim marker unique to it",
         ),
@@ -175,15 +176,17 @@ def render(result: SuiteResult, figures: Figures, soak: dict[str, Any] | None, c
         ),
     ]
     if soak is not None:
+        conn, tasks, rss, traced = soak["connections"], soak["tasks"], soak["rss_mb"], soak["traced_mb"]
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(soak["operations"].items()))
         rows.append(
             (
                 "Load held (long soak)",
-                f"{soak['seconds']:,.0f} s, {soak['total']:,} operations, {len(soak['errors'])} errors, "
-                f"{len(soak['wrong_answers'])} wrong answers; connections {soak['connections']}, "
-                f"tasks {soak['tasks']}, "
-                f"RSS MB start/end {soak['rss_mb']['start']:.0f}/{soak['rss_mb']['end']:.0f}, traced MB end "
-                f"{soak['traced_mb']['end']:.1f}: {'held' if not soak['violations'] else 'BROKEN'}",
-                "python -m reliability.soak on a fresh stand-in",
+                f"{soak['seconds']:,.0f} s, {soak['total']:,} operations ({kinds}), {len(soak['errors'])} errors, "
+                f"{len(soak['wrong_answers'])} wrong answers; connections {conn['start']}→{conn['end']} (peak "
+                f"{conn['peak']}), tasks {tasks['start']}→{tasks['end']}, RSS {rss['start']:.0f}→{rss['end']:.0f} MB, "
+                f"traced {traced['start']:.1f}→{traced['end']:.1f} MB: "
+                f"**{'held' if not soak['violations'] else 'BROKEN: ' + '; '.join(soak['violations'])}**",
+                "python -m reliability.soak on a fresh stand-in, PgBouncer pool of 2, same bounds",
             )
         )
     total = result.total

@@ -83,6 +83,8 @@ class Identity:
             role = str(parsed["role"])
         suffix = ", ".join(f"{k}={v}" for k, v in parsed.items() if k != "role")
         label = f"{self.label} + {suffix}" if suffix else self.label
+        if role != self.role:  # say so: a role claim changes what RLS does (service_role bypasses it)
+            label = f"{label} as role {role}"
         return replace(self, role=role, claims=merged, label=label)
 
     # -- what gets applied ---------------------------------------------------------------------------

@@ -277,9 +277,9 @@ async def run_on_connection(
     await _prepare_codecs(conn)
     started = time.perf_counter()
     readonly = not write  # --explain --write: EXPLAIN ANALYZE the write, then roll it back
-    await conn.execute(begin_script(identity, readonly=readonly, statement_timeout_ms=statement_timeout_ms))
     outcome: QueryOutcome | None = None
     try:
+        await conn.execute(begin_script(identity, readonly=readonly, statement_timeout_ms=statement_timeout_ms))
         status = ""
         frame = pd.DataFrame()
         truncated = False
@@ -322,7 +322,7 @@ async def run_on_connection(
     finally:
         if outcome is None and not conn.is_closed() and conn.is_in_transaction():
             with contextlib.suppress(Exception):
-                await asyncio.shield(conn.execute("rollback"))
+                await asyncio.shield(conn.execute(f"rollback; {SESSION_CLEANUP}"))
 
 
 async def run_query(
@@ -359,9 +359,13 @@ async def run_query(
                     statement_timeout_ms=per_tx_timeout,
                     pooler_safe=per_tx_timeout is not None,
                 )
-            except BaseException:
-                if driver.is_closed() or driver.is_in_transaction():
-                    await sa_conn.invalidate()  # never hand a connection in an unknown state back to the pool
+            except BaseException as exc:
+                # Never hand a connection in an unknown state back to the pool. After a cancellation the
+                # server may still be inside the BEGIN (and identity) whose answer never arrived, so the
+                # connection is closed: the server then rolls back, and a pooler frees its server connection.
+                cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+                if cancelled or driver.is_closed() or driver.is_in_transaction():
+                    await asyncio.shield(sa_conn.invalidate())
                 raise
     except (QueryUsageError, asyncio.CancelledError, KeyboardInterrupt):
         raise

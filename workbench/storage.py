@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import httpx
 from storage3.exceptions import StorageApiError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
@@ -234,6 +235,13 @@ class _Explained:
     async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> None:
         if isinstance(exc, StorageApiError):
             raise explain(exc, self.client, self.action, self.target) from None
+        if isinstance(exc, httpx.TransportError):
+            raise StorageError(
+                f"The Storage API is not reachable, so {self.client.label} could not {self.action} {self.target} "
+                f"({type(exc).__name__}). Fix: for the local stand-in run `workbench local start` (it restarts the "
+                "API process); for a project, check SUPABASE_URL and your network.",
+                code="Unreachable",
+            ) from None
 
 
 # ---------------------------------------------------------------------------------------- buckets

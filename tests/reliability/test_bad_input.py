@@ -150,11 +150,6 @@ def test_claims_that_are_valid_json_but_strange_still_run_as_asked(ip) -> None: 
     assert (as_service["r"][0], as_service["u"][0], as_service["tasks"][0]) == ("service_role", ALICE, 7)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (workbench/identity.py Identity.with_claims): a 'role' claim changes the database role but not the "
-    "label, so the footer, %sbwhoami and 'Now running as' say alice@example.com while RLS is bypassed",
-)
 def test_a_role_claim_shows_in_what_the_user_is_told(ip) -> None:  # type: ignore[no-untyped-def]
     df = ip.run_cell_magic(
         "sbquery", '--as alice@example.com --claims \'{"role": "service_role"}\'', "select current_user as r"

@@ -510,11 +510,6 @@ async def test_api_killed_mid_upload(own_standin: LocalStandIn, figures: Figures
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (workbench/storage.py _Explained): when the Storage API is down, workbench.storage calls raise "
-    "httpx's raw ConnectError ('All connection attempts failed') instead of a StorageError saying what to do",
-)
 async def test_storage_calls_explain_an_api_that_is_down(own_standin: LocalStandIn, figures: Figures) -> None:
     from workbench import storage as st
 

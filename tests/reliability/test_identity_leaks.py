@@ -293,7 +293,7 @@ async def test_cancellations_errors_nesting_and_hijacks_never_leak(
 
 
 def _execute(kc: Any, code: str, timeout: float = 120) -> dict[str, Any]:
-    """Run ``code`` in the kernel; the reply plus every stream text it printed."""
+    """Run ``code`` in the kernel and return its execute reply."""
     msg_id = kc.execute(code)
     reply = kc.get_shell_msg(timeout=timeout)
     while reply["parent_header"].get("msg_id") != msg_id:
@@ -451,12 +451,6 @@ class HoldingProxy:
         await asyncio.gather(pump, return_exceptions=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (workbench/query.py run_on_connection/run_query): a task cancelled while its BEGIN + identity is "
-    "in flight returns the connection to the pool idle in transaction (as that identity): the next checkout "
-    "fails its pre-ping, and through PgBouncer the only server connection is held until query_wait_timeout",
-)
 async def test_a_query_cancelled_during_its_begin_leaves_the_pool_clean(pgbouncer_factory, figures: Figures) -> None:  # type: ignore[no-untyped-def]
     bouncer = pgbouncer_factory(pool_size=1)
     proxy = await HoldingProxy(bouncer.port, b"begin isolation level").start()

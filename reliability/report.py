@@ -25,6 +25,26 @@ ROOT = Path(__file__).resolve().parents[1]
 SUITE = "tests/reliability"
 OUTPUT = ROOT / "reliability" / "README-figures.md"
 
+# Bugs this suite found in the workbench; each was fixed, and the test that caught it now guards it.
+FINDINGS = [
+    "`%%sbquery` without `--write` ran `COPY ... TO PROGRAM` / `TO 'file'` (a shell command, which could write back "
+    "through psql): cells now refuse COPY (`test_read_only.py`).",
+    "Session advisory locks and `PREPARE`d statements outlived a read-only cell on the pooled / PgBouncer server "
+    "connection: PREPARE/EXECUTE/DEALLOCATE refused, every cell ends with `reset all; select "
+    "pg_advisory_unlock_all()` in the same message (`test_read_only.py`).",
+    "The default result cap counted rows only (400 rows of 1 MB were held whole): a byte budget now stops near "
+    "200 MB and says how to get more (`test_bad_input.py`).",
+    "Pooler users `postgres.` / `.ref` passed the settings check and met Supavisor's 'Tenant or user not found' "
+    "(`test_bad_input.py`).",
+    "A query cancelled while its BEGIN + identity was in flight went back to the pool idle in transaction: the "
+    "next checkout failed, and through PgBouncer with one server connection everyone stalled until "
+    "query_wait_timeout; a cancelled query's connection is now closed (`test_identity_leaks.py`).",
+    "With the Storage API down, `workbench.storage` raised httpx's raw ConnectError; it now says what to start "
+    "(`test_faults_survived.py`).",
+    '`--claims \'{"role": "service_role"}\'` switched the database role but the footer, `%sbwhoami` and '
+    "'Now running as' still named the user; the label now shows the role (`test_bad_input.py`).",
+]
+
 
 @dataclass
 class FileResult:
@@ -129,8 +149,8 @@ def render(result: SuiteResult, figures: Figures, soak: dict[str, Any] | None, c
     rows = [
         (
             "Faults survived",
-            f"{_n(f.get('survived', 0))} fault scenarios, each followed by a successful next operation or a clear "
-            "CONNECTION error; 0 committed rows lost or duplicated; retry helper recovered "
+            f"{_n(f.get('survived', 0))} fault scenarios, each followed by a successful next operation or a clear, "
+            "classified error (CONNECTION, StorageError); 0 committed rows lost or duplicated; retry helper recovered "
             f"{_n(f.get('retries_recovered', 0))}x",
             "counts + md5 of every public/auth/storage table before/after; object bytes compared",
         ),
@@ -199,7 +219,7 @@ def render(result: SuiteResult, figures: Figures, soak: dict[str, Any] | None, c
         "|---|---|---|",
         *(f"| {a} | {b} | {m} |" for a, b, m in rows),
         "",
-        f"Tests: {total.passed} passed, {total.failed} failed, {total.xfailed} xfailed (known bugs, below), "
+        f"Tests: {total.passed} passed, {total.failed} failed, {total.xfailed} xfailed (known bugs), "
         f"{total.skipped} skipped; {total.seconds:,.0f} s of test time ({result.wall_seconds:,.0f} s wall clock).",
         "",
         "| Test file | Passed | xfailed | Failed | Seconds |",
@@ -217,13 +237,15 @@ def render(result: SuiteResult, figures: Figures, soak: dict[str, Any] | None, c
     notes = [n for section in ("faults",) for n in figures.notes.get(section, [])]
     if notes:
         lines += ["", "Faults, one by one:", ""] + [f"- {n}" for n in notes]
+    lines += ["", "Bugs this suite found (each fixed; its test now guards it):", ""] + [f"- {f}" for f in FINDINGS]
     lines += [
         "",
-        "Reproduce:",
+        "Reproduce (from the repository root, in the project's virtualenv, with `pgbouncer` installed):",
         "",
         "```",
-        "python -m reliability.report            # this table (runs pytest tests/reliability)",
-        "python -m reliability.soak --minutes 3  # the long soak on a fresh stand-in",
+        "python -m reliability.report --write --soak-minutes 3  # this file: the suite, then a 3-minute soak",
+        "python -m pytest tests/reliability                      # the suite alone (~2-3 minutes)",
+        "python -m reliability.soak --minutes 3                  # the long soak alone, on a fresh stand-in",
         "```",
         "",
     ]
@@ -249,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result, figures, code = run_suite(extra)
     soak = run_soak(args.soak_minutes) if args.soak_minutes > 0 else None
-    command = "python -m reliability.report" + (f" --soak-minutes {args.soak_minutes:g}" if soak else "")
+    command = "python -m reliability.report" + (" --write" if args.write else "")
+    command += f" --soak-minutes {args.soak_minutes:g}" if soak else ""
     table = render(result, figures, soak, _commit(), command)
     print(table)
     if args.write:

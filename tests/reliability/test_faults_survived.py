@@ -175,6 +175,7 @@ async def test_workbench_query_and_retry_survive_a_terminated_backend(
     figures.add("faults", "retries_recovered", 1)
     figures.note("faults", "backend terminated during Workbench.query: CONNECTION error, next query ok")
     figures.note("faults", "retry(idempotent=True) recovered from an in-flight termination in 2 attempts")
+    figures.note("faults", "retry() without idempotent=True: an in-flight loss is raised with a note, never re-run")
 
 
 class Base(DeclarativeBase):
@@ -526,6 +527,7 @@ async def test_storage_calls_explain_an_api_that_is_down(own_standin: LocalStand
     finally:
         await asyncio.to_thread(own.start)
     figures.add("faults", "survived")
+    figures.note("faults", "Storage API down: workbench.storage raises a StorageError that says how to start it")
 
 
 async def _reaped_or_zombie(pid: int) -> bool:

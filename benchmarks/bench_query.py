@@ -54,7 +54,7 @@ def plan(quick: bool) -> list[tuple[int, int, str]]:
     at 1,000,000 rows one ``%%sbquery`` identity is enough. Sized to keep the suite under ~8 minutes."""
     if quick:
         return [(1_000, 2, "all")]
-    return [(1_000, 10, "all"), (100_000, 3, "core"), (200_000, 5, "all"), (1_000_000, 3, "lean")]
+    return [(1_000, 10, "all"), (100_000, 5, "core"), (200_000, 5, "all"), (1_000_000, 3, "lean")]
 
 
 def title(rows: int) -> str:
@@ -175,6 +175,13 @@ def run(ctx: SuiteContext) -> SuiteResult:
             )
     result.notes += targets(result.measurements, ctx.quick)
     result.notes.append(f"Identity for `{SBQ_USER}`: {Identity.describe(alice)}; RLS on, one permissive policy.")
+    if not ctx.quick:
+        result.notes.append(
+            "Most of the spread within a method is Python's cyclic garbage collector: whether a full collection "
+            "starts while 10^5-10^6 rows become objects (compare the tight spreads of the GC-paused rows). A median "
+            "of a few runs can land in either mode, so ratios between methods move from one run of the suite to the "
+            "next, by up to about 2x at 100,000-200,000 rows; client CPU moves with them (the collector's work is CPU)."
+        )
 
     pg.close()
     core.current().close()

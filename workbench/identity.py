@@ -151,8 +151,8 @@ async def user_identity(
         role=row["role"] or "authenticated",
         aud=row["aud"] or "authenticated",
         iss=issuer,
-        app_metadata=_json(row["raw_app_meta_data"]),
-        user_metadata=_json(row["raw_user_meta_data"]),
+        app_metadata=json_object(row["raw_app_meta_data"]),
+        user_metadata=json_object(row["raw_user_meta_data"]),
         is_anonymous=bool(row["is_anonymous"]),
     )
     identity = Identity(role=claims["role"], claims=claims, label=row["email"] or str(row["id"]))
@@ -182,7 +182,8 @@ async def find_users(conn: asyncpg.Connection, text: str = "", limit: int = 20) 
     return [dict(r) for r in rows]
 
 
-def _json(value: Any) -> dict[str, Any]:
+def json_object(value: Any) -> dict[str, Any]:
+    """A jsonb column's value as a dict, whether the driver decoded it or not (NULL or non-object: {})."""
     if value is None:
         return {}
     if isinstance(value, str):

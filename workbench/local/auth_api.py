@@ -47,6 +47,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from workbench.errors import classify
+from workbench.identity import json_object
 from workbench.tokens import JWKSCache, TokenError, TokenVerifier, access_token_claims, mint
 
 if TYPE_CHECKING:
@@ -197,19 +198,10 @@ def _ts(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        loaded = json.loads(value)
-        return loaded if isinstance(loaded, dict) else {}
-    return dict(value)
-
-
 def _identities(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     """GoTrue lists a user's identities; the stand-in has no auth.identities, so derive them from the
     providers recorded in ``app_metadata`` (as GoTrue records them) for which the user has a value."""
-    providers = _as_dict(row["raw_app_meta_data"]).get("providers") or []
+    providers = json_object(row["raw_app_meta_data"]).get("providers") or []
     user_id = str(row["id"])
     created = _ts(row["created_at"])
     updated = _ts(row["updated_at"]) or created
@@ -253,8 +245,8 @@ def user_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "confirmed_at": _ts(row["confirmed_at"]),
         "last_sign_in_at": _ts(row["last_sign_in_at"]),
         "invited_at": _ts(row["invited_at"]),
-        "app_metadata": _as_dict(row["raw_app_meta_data"]),
-        "user_metadata": _as_dict(row["raw_user_meta_data"]),
+        "app_metadata": json_object(row["raw_app_meta_data"]),
+        "user_metadata": json_object(row["raw_user_meta_data"]),
         "identities": _identities(row),
         "created_at": _ts(created),
         "updated_at": _ts(row["updated_at"] or created),
@@ -526,8 +518,8 @@ class AuthService:
             role=user["role"] or "authenticated",
             aud=user["aud"] or "authenticated",
             iss=self.issuer,
-            app_metadata=_as_dict(user["raw_app_meta_data"]),
-            user_metadata=_as_dict(user["raw_user_meta_data"]),
+            app_metadata=json_object(user["raw_app_meta_data"]),
+            user_metadata=json_object(user["raw_user_meta_data"]),
             session_id=session_id,
             is_anonymous=bool(user["is_anonymous"]),
             amr=[{"method": "password", "timestamp": int(signed_in_at)}],
@@ -820,10 +812,10 @@ class AuthService:
         if p.phone_confirm:
             sets.append("phone_confirmed_at = coalesce(phone_confirmed_at, now())")
         if p.app_metadata is not None:
-            merged = _merge_metadata(_as_dict(user["raw_app_meta_data"]), p.app_metadata)
+            merged = _merge_metadata(json_object(user["raw_app_meta_data"]), p.app_metadata)
             put("raw_app_meta_data = ?::jsonb", json.dumps(merged))
         if p.user_metadata is not None:
-            merged = _merge_metadata(_as_dict(user["raw_user_meta_data"]), p.user_metadata)
+            merged = _merge_metadata(json_object(user["raw_user_meta_data"]), p.user_metadata)
             put("raw_user_meta_data = ?::jsonb", json.dumps(merged))
         if p.ban_duration:
             seconds = 0.0 if p.ban_duration == "none" else parse_go_duration(p.ban_duration)

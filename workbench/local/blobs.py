@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 CHUNK = 1 << 20
 
@@ -30,23 +31,30 @@ def blob_path(storage_dir: Path, version: str) -> Path:
     return objects_dir(storage_dir) / version
 
 
-def write_blob(storage_dir: Path, chunks: Iterable[bytes]) -> tuple[str, int]:
-    """Write bytes atomically; returns (version, size)."""
+@contextlib.contextmanager
+def _atomic_blob(storage_dir: Path) -> Iterator[tuple[str, BinaryIO]]:
+    """A new version's file, written under a temporary name and renamed into place only on success."""
     version = uuid.uuid4().hex
     final = blob_path(storage_dir, version)
     tmp = final.with_suffix(".part")
-    size = 0
     try:
         with open(tmp, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-                size += len(chunk)
+            yield version, fh
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_blob(storage_dir: Path, chunks: Iterable[bytes]) -> tuple[str, int]:
+    """Write bytes atomically; returns (version, size)."""
+    size = 0
+    with _atomic_blob(storage_dir) as (version, fh):
+        for chunk in chunks:
+            fh.write(chunk)
+            size += len(chunk)
     return version, size
 
 
@@ -54,23 +62,13 @@ async def write_blob_async(
     storage_dir: Path, chunks: AsyncIterator[bytes], limit: int | None = None
 ) -> tuple[str, int]:
     """Async twin of :func:`write_blob` for streamed uploads; raises ``BlobTooLarge`` past ``limit``."""
-    version = uuid.uuid4().hex
-    final = blob_path(storage_dir, version)
-    tmp = final.with_suffix(".part")
     size = 0
-    try:
-        with open(tmp, "wb") as fh:
-            async for chunk in chunks:
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    raise BlobTooLarge(limit)
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _atomic_blob(storage_dir) as (version, fh):
+        async for chunk in chunks:
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise BlobTooLarge(limit)
+            fh.write(chunk)
     return version, size
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import html
 import sys
+import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -236,6 +238,39 @@ def _estimate_bytes(records: list[Any]) -> int:
     return total // max(1, len(sample))
 
 
+class _GCPause:
+    """Pause Python's cyclic garbage collector while rows become objects; re-entrant and thread-safe (the
+    outermost exit restores the previous state).
+
+    A result of 10^5 rows is 10^5 records plus every jsonb dict, all tracked by the collector: as they pile
+    up, full collections keep walking everything created so far, which costs more than decoding the rows
+    (200,000 rows: about 1.5 s -> 0.65 s of CPU here). Rows form no reference cycles, so there is nothing for
+    the collector to find; reference counting frees memory as usual."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._was_enabled = False
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0 and self._was_enabled:
+                    gc.enable()
+
+
+_gc_paused = _GCPause()
+
+
 async def _fetch_bounded(cursor: Any, max_rows: int, max_bytes: int | None) -> tuple[list[Any], bool]:
     """At most ``max_rows`` rows, plus one to learn whether more were left. With a byte budget, a first small
     batch measures the row size and the rest is sized to stay near the budget. Returns (rows, truncated)."""
@@ -297,10 +332,11 @@ async def run_on_connection(
                 cursor = await prepared.cursor(*args)
             else:
                 cursor = await conn.cursor(stmt, *args)
-            records, truncated = await _fetch_bounded(cursor, max_rows, None if limit is not None else max_bytes)
-            if not records and attributes is None:
-                attributes = (await conn.prepare(stmt)).get_attributes()
-            frame = _frame(records, attributes)
+            with _gc_paused():
+                records, truncated = await _fetch_bounded(cursor, max_rows, None if limit is not None else max_bytes)
+                if not records and attributes is None:
+                    attributes = (await conn.prepare(stmt)).get_attributes()
+                frame = _frame(records, attributes)
         commit = write and not explain
         # One message: end the transaction, then drop session state a statement may have left behind (a
         # session-level set_config or advisory lock) before the connection goes back to the pool.

@@ -90,45 +90,34 @@ async def test_documented_name_func_alone_still_fails(pgbouncer) -> None:
     assert errors or wrong
 
 
+SETTINGS = text(
+    "select current_setting('application_name') a, current_setting('statement_timeout') tmo, current_setting('jit') j"
+)
+
+
+async def session_settings(engine) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
+    """Application name, statement timeout and jit as a transaction of ``engine`` sees them; disposes it."""
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(SETTINGS)).one()
+    finally:
+        await engine.dispose()
+    return row.a, row.tmo, row.j
+
+
 async def test_session_settings_are_applied_directly(settings: Settings) -> None:
     engine = create_engine(settings)
     assert engine_mode(engine) is ConnectionMode.DIRECT
     assert not engine.echo
-    try:
-        async with engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "select current_setting('application_name') a, current_setting('statement_timeout') tmo, "
-                        "current_setting('jit') j"
-                    )
-                )
-            ).one()
-    finally:
-        await engine.dispose()
-    assert (row.a, row.tmo, row.j) == ("supabase-workbench", "1min", "off")
     assert engine.pool.__class__.__name__ == "AsyncAdaptedQueuePool"
     assert engine.pool._pre_ping  # type: ignore[attr-defined]
+    assert await session_settings(engine) == ("supabase-workbench", "1min", "off")
 
 
 @pytest.mark.pgbouncer
 async def test_transaction_mode_applies_timeout_and_jit_per_transaction(pgbouncer) -> None:
-    engine = create_engine(
-        pgbouncer.url, ConnectionMode.TRANSACTION, EngineOptions(statement_timeout_ms=1234)
-    )
-    try:
-        async with engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "select current_setting('application_name') a, current_setting('statement_timeout') tmo, "
-                        "current_setting('jit') j"
-                    )
-                )
-            ).one()
-    finally:
-        await engine.dispose()
-    assert (row.a, row.tmo, row.j) == ("supabase-workbench", "1234ms", "off")
+    engine = create_engine(pgbouncer.url, ConnectionMode.TRANSACTION, EngineOptions(statement_timeout_ms=1234))
+    assert await session_settings(engine) == ("supabase-workbench", "1234ms", "off")
 
 
 async def test_manager_heartbeat_keeps_connections_warm_without_leaking_tasks(settings: Settings) -> None:

@@ -75,4 +75,4 @@ def test_lab_command_starts_the_standin_and_jupyterlab(tmp_path) -> None:  # typ
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-        LocalStandIn(local).stop()
+        LocalStandIn(local).destroy()

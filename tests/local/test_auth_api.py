@@ -419,4 +419,4 @@ def test_es256_signing_verified_through_the_jwks(tmp_path: Path, monkeypatch: py
             es.start()
         assert "WORKBENCH_AUTH_SIGNING='rs512' is not supported" in (es.data_dir / "api.log").read_text()
     finally:
-        es.stop()
+        es.destroy()

@@ -733,7 +733,7 @@ async def test_100_mb_upload_streams_to_disk(tmp_path: Path) -> None:
         assert got.hexdigest() == digest.hexdigest()
         await assert_no_orphans(own)
     finally:
-        own.stop()
+        own.destroy()
 
 
 async def test_error_bodies_have_supabase_shape(standin: LocalStandIn, service_key: str) -> None:

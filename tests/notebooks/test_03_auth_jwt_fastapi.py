@@ -16,7 +16,7 @@ def test_auth_jwt_fastapi_runs(tmp_path: Path) -> None:
         nb = run_notebook("03_auth_jwt_fastapi.ipynb", standin.data_dir)
         keys = standin.keys()
     finally:
-        standin.stop()
+        standin.destroy()
     text = outputs_text(nb)
     assert "400 invalid_credentials: Invalid login credentials" in text
     assert text.count("invalid_credentials") >= 2  # unknown email: the same answer

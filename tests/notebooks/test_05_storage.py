@@ -19,7 +19,7 @@ def test_storage_notebook_runs(tmp_path: Path) -> None:
         nb = run_notebook("05_storage.ipynb", standin.data_dir)
         keys = standin.keys()
     finally:
-        standin.stop()
+        standin.destroy()
     text = outputs_text(nb)
     assert "uploaded team-files/handbook/welcome.txt" in text
     assert "'size': 21, 'content_type': 'text/plain'" in text

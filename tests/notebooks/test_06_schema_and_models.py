@@ -17,7 +17,7 @@ def test_schema_and_models_runs(tmp_path: Path) -> None:
         nb = run_notebook("06_schema_and_models.ipynb", standin.data_dir)
         keys = standin.keys()
     finally:
-        standin.stop()
+        standin.destroy()
     text = outputs_text(nb)
     assert "outside the schema, referenced by foreign keys: ['auth.users']" in text
     assert "owners read their tasks" in text and "WITH CHECK" in text

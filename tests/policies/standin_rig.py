@@ -27,6 +27,6 @@ def private_standin(name: str) -> Iterator[LocalStandIn]:
         yield instance
     finally:
         try:
-            instance.stop()
+            instance.destroy()
         finally:
             shutil.rmtree(root, ignore_errors=True)

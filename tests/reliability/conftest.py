@@ -29,7 +29,7 @@ def own_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStand
     instance = LocalStandIn(tmp_path_factory.mktemp("own-standin") / "local")
     instance.start()
     yield instance
-    instance.stop()
+    instance.destroy()
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,7 @@ def configured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Configured]
         "SUPABASE_LOCAL_DIR": str(data_dir),
     }
     yield Configured(standin, found, env)
-    standin.stop()
+    standin.destroy()
 
 
 # ------------------------------------------------------------------------------------- every notebook

@@ -901,16 +901,7 @@ class _Generator:
         args = [_py(seq.name)]
         if seq.start != (1 if seq.increment > 0 else (seq.maxvalue if seq.maxvalue is not None else -1)):
             args.append(f"start={seq.start}")
-        if seq.increment != 1:
-            args.append(f"increment={seq.increment}")
-        if seq.minvalue is not None:
-            args.append(f"minvalue={seq.minvalue}")
-        if seq.maxvalue is not None:
-            args.append(f"maxvalue={seq.maxvalue}")
-        if seq.cache != 1:
-            args.append(f"cache={seq.cache}")
-        if seq.cycle:
-            args.append("cycle=True")
+        args += _sequence_options(seq)
         if seq.data_type != "bigint":
             cls = {"integer": "Integer", "smallint": "SmallInteger"}.get(seq.data_type, "BigInteger")
             args.append(f"data_type={imp.add(_SA, cls)}")
@@ -1097,16 +1088,7 @@ class _Generator:
         args = ["always=True"] if ident.always else []
         if ident.start != (1 if ident.increment > 0 else -1):
             args.append(f"start={ident.start}")
-        if ident.increment != 1:
-            args.append(f"increment={ident.increment}")
-        if ident.minvalue is not None:
-            args.append(f"minvalue={ident.minvalue}")
-        if ident.maxvalue is not None:
-            args.append(f"maxvalue={ident.maxvalue}")
-        if ident.cache != 1:
-            args.append(f"cache={ident.cache}")
-        if ident.cycle:
-            args.append("cycle=True")
+        args += _sequence_options(ident)
         return f"Identity({', '.join(args)})"
 
     def _table_options(self, t: m.Table) -> list[tuple[str, str]]:
@@ -1657,3 +1639,19 @@ def generate(
     if layout == "package":
         header = header.replace("the end of the file", "_ddl.py")
     return gen.render(header)
+
+
+def _sequence_options(seq: m.Sequence | m.Identity) -> list[str]:
+    """The options a Sequence and an Identity column share, rendered only where they differ from the defaults."""
+    args = []
+    if seq.increment != 1:
+        args.append(f"increment={seq.increment}")
+    if seq.minvalue is not None:
+        args.append(f"minvalue={seq.minvalue}")
+    if seq.maxvalue is not None:
+        args.append(f"maxvalue={seq.maxvalue}")
+    if seq.cache != 1:
+        args.append(f"cache={seq.cache}")
+    if seq.cycle:
+        args.append("cycle=True")
+    return args

@@ -26,7 +26,7 @@ def fresh_db(standin: LocalStandIn, request: pytest.FixtureRequest) -> Callable[
 def pagila_dsn(standin: LocalStandIn) -> str:
     """Pagila's schema loaded, unpatched, into its own database (read only for tests)."""
     if not PAGILA.exists():
-        pytest.skip(f"{PAGILA} is missing: it ships with the repository under data/pagila/")
+        pytest.fail(f"{PAGILA} is missing: it ships with the repository under data/pagila/; restore the checkout")
 
     async def load() -> str:
         dsn = await create_database(standin, "pagila_src")

@@ -273,7 +273,7 @@ class LocalStandIn:
 
     def status(self) -> StandInStatus:
         db_port = self.pg.running_port()
-        api_port = self._api_port() if self._api_pid() is not None else None
+        api_port = self._api_port() if self.api_pid() is not None else None
         return StandInStatus(
             data_dir=self.data_dir,
             db_running=db_port is not None,
@@ -296,7 +296,7 @@ class LocalStandIn:
         return _dsn(role, self.keys().db_password(role), port, database)
 
     def api_url(self) -> str:
-        port = self._api_port() if self._api_pid() is not None else None
+        port = self._api_port() if self.api_pid() is not None else None
         if port is None:
             raise StandInError(
                 f"The local Auth/Storage API of {self.data_dir} is not running. Start it with `workbench local start`."
@@ -362,7 +362,7 @@ class LocalStandIn:
         run_sync(self._execute_script(f"begin;\n{sql}\n;commit;"))
 
     # -- the API process -----------------------------------------------------------------------------
-    def _api_pid(self) -> int | None:
+    def api_pid(self) -> int | None:
         """The API process's pid when it is really ours: the recorded pid must be alive, started when the
         pid file says, and run this folder's API (a stale file's pid may now belong to anything)."""
         import psutil
@@ -390,7 +390,7 @@ class LocalStandIn:
         return int(port) if port else None
 
     def _start_api(self) -> None:
-        if self._api_pid() is not None and self._api_healthy():
+        if self.api_pid() is not None and self._api_healthy():
             return
         self._stop_api()
         port = free_port(self._state().get("api_port"))
@@ -431,7 +431,7 @@ class LocalStandIn:
             return False
 
     def _stop_api(self) -> None:
-        pid = self._api_pid()
+        pid = self.api_pid()
         if pid is None:
             return
         with contextlib.suppress(ProcessLookupError):

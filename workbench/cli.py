@@ -33,6 +33,7 @@ def _print_status(status: StandInStatus, standin: LocalStandIn, as_json: bool) -
     if keys is not None:
         rows += [
             ("JWKS URL", data["jwks_url"] or "-"),
+            ("DB password", data["db_password"] or "-"),
             ("JWT secret", keys.jwt_secret),
             ("anon key", keys.anon_key),
             ("service_role key", keys.service_role_key),

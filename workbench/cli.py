@@ -17,7 +17,7 @@ def _standin(args: argparse.Namespace) -> LocalStandIn:
 
 
 def _print_status(status: StandInStatus, standin: LocalStandIn, as_json: bool) -> None:
-    keys = standin.keys() if (standin.data_dir / "keys.json").exists() else None
+    keys = standin.keys() if standin.is_standin_folder() and (standin.data_dir / "keys.json").exists() else None
     data = status.as_dict(keys)
     if as_json:
         print(json.dumps(data, indent=2))

@@ -227,6 +227,7 @@ def test_reset_refuses_a_folder_that_is_not_a_standins(tmp_path: Path, capsys: p
     (tree / "keys.json").write_text("{}")  # even a name the stand-in uses is not its file here
     before = _tree_digest(tree)
 
+    assert cli_main(["local", "stop", "--dir", str(tree)]) == 0  # nothing to stop, nothing claimed
     assert cli_main(["local", "reset", "--dir", str(tree), "--no-demo"]) == 2
     assert "not a local stand-in's folder" in capsys.readouterr().err
     with pytest.raises(StandInError, match="not a local stand-in's folder"):

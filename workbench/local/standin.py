@@ -158,22 +158,27 @@ class LocalStandIn:
             fh.write(text)
         tmp.replace(self.data_dir / name)
 
-    def _ensure_folder(self) -> None:
-        """Create the data folder owner-only, and mark it as a stand-in's (see :meth:`is_standin_folder`)."""
+    def _ensure_folder(self, *, mark: bool = False) -> None:
+        """Create the data folder owner-only; ``mark`` (only ``start`` does) claims it as a stand-in's (see
+        :meth:`is_standin_folder`). A folder that is not a stand-in's is never marked or re-permissioned."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.data_dir, 0o700)
         marker = self.data_dir / MARKER
-        if not marker.exists():
+        if mark and not marker.exists():
             os.close(open_private(marker))
+        if self.is_standin_folder():
+            os.chmod(self.data_dir, 0o700)
 
     def is_standin_folder(self) -> bool:
         """True when the folder carries the marker a stand-in writes (reset and destroy check it)."""
         return (self.data_dir / MARKER).is_file() and not (self.data_dir / MARKER).is_symlink()
 
     @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self, *, mark: bool = False) -> Iterator[None]:
         """Serialise start/stop/reset across processes sharing this data folder."""
-        self._ensure_folder()
+        if not mark and self._foreign_folder():
+            yield  # not a stand-in's folder: nothing of ours to guard, and no lock file left in it
+            return
+        self._ensure_folder(mark=mark)
         fd = open_private(self.data_dir / ".lock", os.O_WRONLY)
         with os.fdopen(fd, "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -206,7 +211,7 @@ class LocalStandIn:
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self, *, demo: bool = True, api: bool = True) -> StandInStatus:
         """Start PostgreSQL (initialising and bootstrapping a new folder) and the API process."""
-        with self._lock():
+        with self._lock(mark=True):
             keys = self.keys()
             created = self.pg.init(keys.db_password("postgres"))
             state = self._state()
@@ -251,8 +256,12 @@ class LocalStandIn:
         with contextlib.suppress(OSError):
             self.data_dir.rmdir()  # only when empty: files the stand-in did not create stay
 
+    def _foreign_folder(self) -> bool:
+        """A folder with files in it but no stand-in marker: someone else's, not to be touched."""
+        return self.data_dir.is_dir() and any(self.data_dir.iterdir()) and not self.is_standin_folder()
+
     def _refuse_foreign_folder(self, action: str) -> None:
-        if self.data_dir.exists() and any(self.data_dir.iterdir()) and not self.is_standin_folder():
+        if self._foreign_folder():
             raise StandInError(
                 f"{self.data_dir} is not a local stand-in's folder (it has no {MARKER} marker), so `{action}` "
                 "will not delete anything in it. Fix: pass the folder `workbench local start` created "

@@ -143,6 +143,16 @@ def _run_as() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+def _service_uid() -> set[int]:
+    """The ``pgserver`` user's uid, when that user exists yet."""
+    import pwd
+
+    try:
+        return {pwd.getpwnam(_RUN_AS).pw_uid}
+    except KeyError:
+        return set()
+
+
 def postmaster_pid(pgdata: Path) -> tuple[int, int] | None:
     """(pid, port) from ``postmaster.pid`` when that pid is really this cluster's postmaster: a postgres
     process started when the file says (a stale file's pid may now belong to anything)."""
@@ -259,8 +269,9 @@ class EmbeddedPostgres:
         if _is_root() and self.pgdata.parent.parent == ROOT_CLUSTERS:
             ROOT_CLUSTERS.parent.mkdir(parents=True, exist_ok=True)
             _check_private_dir(ROOT_CLUSTERS, {0}, create_mode=0o711)
-            _check_private_dir(self.pgdata.parent, {0}, create_mode=0o700)
-            _check_private_dir(self.pgdata, {0}, create_mode=0o700)
+            owners = {0} | _service_uid()
+            _check_private_dir(self.pgdata.parent, owners, create_mode=0o700)
+            _check_private_dir(self.pgdata, owners, create_mode=0o700)
         else:
             self.pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.pgdata.chmod(0o700)

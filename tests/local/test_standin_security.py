@@ -81,6 +81,29 @@ def test_another_os_user_cannot_connect_without_the_password(own: LocalStandIn) 
     assert res.stdout.strip() == "CONNECTED postgres", res.stderr
 
 
+async def test_a_standin_from_before_passwords_is_converted_at_its_next_start(own: LocalStandIn) -> None:
+    """An existing stand-in whose ``pg_hba.conf`` trusts local connections and whose ``keys.json`` has no
+    database passwords: the next start sets them, switches to SCRAM, and the open door is closed."""
+    own.stop()
+    (own.pg.pgdata / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+    keys_file = own.data_dir / "keys.json"
+    raw = json.loads(keys_file.read_text())
+    del raw["db_passwords"]
+    keys_file.write_text(json.dumps(raw))
+    assert own.pg.trusts_connections()
+
+    port = own.start(demo=False).db_port
+    assert not own.pg.trusts_connections()
+    assert set(json.loads(keys_file.read_text())["db_passwords"]) >= {"postgres", "authenticator"}
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", ssl=False)
+    for role in ("postgres", "authenticator", "supabase_storage_admin"):
+        conn = await asyncpg.connect(own.dsn(role))
+        assert await conn.fetchval("select current_user") == role
+        await conn.close()
+
+
 def _all_paths(own: LocalStandIn) -> list[Path]:
     roots = [own.data_dir, own.pg.pgdata.parent] if own.pg.pgdata.parent != own.data_dir else [own.data_dir]
     found: list[Path] = []

@@ -370,3 +370,37 @@ def test_storage_refuses_a_user_whose_role_is_postgres(standin: LocalStandIn) ->
         url, json=body, headers={"Authorization": f"Bearer {as_herself}", "apikey": standin.keys().anon_key}
     )
     assert own_view.status_code == 200 and own_view.json() == []  # RLS: Bob's folder is not hers
+
+
+async def test_a_user_whose_role_is_postgres_cannot_be_impersonated_as_postgres(standin: LocalStandIn) -> None:
+    """``%%sbquery --as`` a user whose ``auth.users.role`` an admin set to ``postgres``: refused before
+    anything is sent (the allow-list), and the database would refuse it anyway."""
+    admin = await asyncpg.connect(standin.dsn())
+    wb = Workbench(Settings.local(standin))
+    try:
+        await admin.execute("update auth.users set role = 'postgres' where id = $1", ALICE)
+        identity = await wb.resolve_identity(as_user="alice@example.com")
+        assert identity.role == "postgres"
+        with pytest.raises(IdentityError, match="not one an identity may take"):
+            await wb.query_outcome("select current_user", identity=identity)
+        with pytest.raises(IdentityError, match="not one an identity may take"):
+            wb.session(identity)
+    finally:
+        await admin.execute("update auth.users set role = 'authenticated' where id = $1", ALICE)
+        await admin.close()
+        await wb.aclose()
+
+
+async def test_pgbouncer_asks_for_the_password_too(pgbouncer) -> None:  # type: ignore[no-untyped-def]
+    # PgBouncer reports a failed SCRAM exchange as "SASL authentication failed" (a protocol violation).
+    refused = (asyncpg.InvalidPasswordError, asyncpg.ProtocolViolationError)
+    with pytest.raises(refused, match="password|SASL authentication failed"):
+        await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{pgbouncer.port}/postgres", ssl=False)
+    with pytest.raises(refused, match="password|SASL authentication failed"):
+        await asyncpg.connect(f"postgresql://postgres:guess@127.0.0.1:{pgbouncer.port}/postgres", ssl=False)
+    conn = await asyncpg.connect(pgbouncer.dsn, statement_cache_size=0)
+    assert await conn.fetchval("select current_user") == "postgres"
+    await conn.close()
+    for name in ("userlist.txt", "pgbouncer.ini"):
+        assert stat.S_IMODE((pgbouncer.workdir / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE(pgbouncer.workdir.stat().st_mode) == 0o700

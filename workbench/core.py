@@ -48,7 +48,7 @@ class Workbench:
         )
 
     def __repr__(self) -> str:
-        return f"<Workbench {self.settings.describe()} as {self.default_identity.describe()}>"
+        return f"<Workbench {self.settings.describe()} as {self.default_identity.describe()}; {self.identity_boundary}>"
 
     # -- engines -------------------------------------------------------------------------------------
     def engine(self) -> AsyncEngine:
@@ -69,6 +69,16 @@ class Workbench:
             engine = create_impersonation_engine(self.settings, self.mode, self.options) or self.engine()
             self._identity_engines[loop] = engine
         return engine
+
+    @property
+    def identity_boundary(self) -> str:
+        """What keeps an impersonated cell in its role, said honestly (shown by ``repr``)."""
+        if self.settings.impersonation_url() is not None:
+            return f"roles enforced by PostgreSQL: identities log in as {self.settings.authenticator_user}"
+        return (
+            "roles checked against SUPABASE_ALLOWED_ROLES before sending; the connection's own role could switch "
+            "roles from inside a cell. Set SUPABASE_AUTHENTICATOR_PASSWORD to have PostgreSQL enforce them"
+        )
 
     def engine_for(self, identity: Identity) -> AsyncEngine:
         """The connection's own engine for no identity; else, after the allow-list check, the identity engine."""

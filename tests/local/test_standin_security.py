@@ -330,6 +330,11 @@ async def test_an_impersonated_cell_cannot_become_postgres_or_run_programs(
             with pytest.raises(Exception, match="pg_execute_server_program|superuser|permission denied"):
                 await wb.query_outcome(cell, identity=Identity.for_role(role), write=True)
             assert not marker.exists()
+        assert "roles enforced by PostgreSQL: identities log in as authenticator" in repr(wb)
+        real = Workbench(
+            Settings(db_url="postgresql://postgres.abcdefghijklmnop:pw@aws-0-eu.pooler.supabase.com:6543/postgres")
+        )
+        assert "checked against SUPABASE_ALLOWED_ROLES" in repr(real) and ":pw@" not in repr(real)
         who = await wb.query_outcome("select current_user, session_user", identity=Identity.for_role("anon"))
         assert who.frame.iloc[0].tolist() == ["anon", "authenticator"]
         with pytest.raises(IdentityError, match="not one an identity may take"):

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from benchmarks.common import Measurement, SuiteContext, SuiteResult
 from benchmarks.roundtrips import RoundTripCounter
@@ -104,12 +105,14 @@ async def latencies(methods: dict[str, Method], runs: int, per_run: int) -> dict
     return out
 
 
-async def round_trips(backend_port: int, transaction: bool, identity: Any, per_method: int = 10) -> dict[str, float]:
+async def round_trips(
+    backend_port: int, transaction: bool, identity: Any, per_method: int = 10, password: str = ""
+) -> dict[str, float]:
     """Round trips per query for each method, counted by a proxy in front of ``backend_port``."""
     proxy = RoundTripCounter(backend_port)
     await proxy.start()
     try:
-        dsn = f"postgresql://postgres@127.0.0.1:{proxy.port}/postgres"
+        dsn = f"postgresql://postgres:{password}@127.0.0.1:{proxy.port}/postgres"
         methods, things = await build_methods(
             dsn, dsn.replace("postgresql://", "postgresql+asyncpg://"), transaction, identity
         )
@@ -146,7 +149,9 @@ async def measure(ctx: SuiteContext) -> SuiteResult:
     if ctx.pgbouncer:
         from workbench.local.pgbouncer import LocalPgBouncer
 
-        bouncer = LocalPgBouncer(backend_port=ctx.db_port, pool_size=4, binary=ctx.pgbouncer).start()
+        bouncer = LocalPgBouncer(
+            backend_port=ctx.db_port, password=urlsplit(ctx.dsn).password, pool_size=4, binary=ctx.pgbouncer
+        ).start()
         endpoints.append(("through PgBouncer (transaction mode)", bouncer.dsn, bouncer.port, True))
     else:
         result.notes.append("PgBouncer is not installed: only the direct rows ran.")
@@ -161,7 +166,7 @@ async def measure(ctx: SuiteContext) -> SuiteResult:
                 await close(things)
             for name, values in times.items():
                 result.add(Measurement(f"latency per query, {where}", name, "ms", values, baseline=name == BASELINE))
-            trips = await round_trips(port, transaction, identity)
+            trips = await round_trips(port, transaction, identity, password=urlsplit(ctx.dsn).password or "")
             for name, value in trips.items():
                 result.add(
                     Measurement(

@@ -4,6 +4,7 @@ mode, NullPool vs a small client pool, with :mod:`workbench.load` (impersonated 
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 from benchmarks.common import Measurement, SuiteContext, SuiteResult
 
@@ -26,7 +27,12 @@ async def measure(ctx: SuiteContext) -> SuiteResult:
     if ctx.pgbouncer:
         from workbench.local.pgbouncer import LocalPgBouncer
 
-        bouncer = LocalPgBouncer(backend_port=ctx.db_port, pool_size=PGBOUNCER_POOL, binary=ctx.pgbouncer).start()
+        bouncer = LocalPgBouncer(
+            backend_port=ctx.db_port,
+            password=urlsplit(ctx.dsn).password,
+            pool_size=PGBOUNCER_POOL,
+            binary=ctx.pgbouncer,
+        ).start()
         targets += [
             LoadTarget("PgBouncer, NullPool", bouncer.url, ConnectionMode.TRANSACTION, null_pool=True),
             LoadTarget("PgBouncer, small pool (5 + 5 overflow)", bouncer.url, ConnectionMode.TRANSACTION),

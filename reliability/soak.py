@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     standin = LocalStandIn(folder)
     status = standin.start()
     assert status.db_port is not None and status.api_url is not None
-    bouncer = LocalPgBouncer(backend_port=status.db_port, pool_size=args.pool_size, binary=binary).start()
+    bouncer = LocalPgBouncer.for_standin(standin, pool_size=args.pool_size, binary=binary).start()
     keys = standin.keys()
     try:
         report = run_sync(

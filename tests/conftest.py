@@ -80,10 +80,8 @@ def pgbouncer_factory(standin: LocalStandIn) -> Iterator[object]:
     started: list[LocalPgBouncer] = []
 
     def factory(pool_size: int = 2, max_client_conn: int = 400) -> LocalPgBouncer:
-        port = standin.status().db_port
-        assert port is not None
-        bouncer = LocalPgBouncer(
-            backend_port=port, pool_size=pool_size, max_client_conn=max_client_conn, binary=binary
+        bouncer = LocalPgBouncer.for_standin(
+            standin, pool_size=pool_size, max_client_conn=max_client_conn, binary=binary
         ).start()
         started.append(bouncer)
         return bouncer

@@ -51,8 +51,9 @@ class RoundTripCounter:
     """A TCP proxy in front of PostgreSQL that counts client round trips: every simple ``Query`` ('Q'),
     extended-protocol ``Sync`` ('S') and ``Flush`` ('H') message ends an exchange the client waits on."""
 
-    def __init__(self, backend_port: int) -> None:
+    def __init__(self, backend_port: int, password: str = "") -> None:
         self.backend_port = backend_port
+        self.password = password  # the client authenticates through the proxy
         self.port = 0
         self.round_trips = 0
         self.messages: list[str] = []
@@ -60,7 +61,7 @@ class RoundTripCounter:
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
 
     def reset(self) -> None:
         self.round_trips = 0

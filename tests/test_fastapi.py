@@ -18,11 +18,14 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from supabase import ClientOptions, create_client
 
 from workbench.engine import create_engine
 from workbench.fastapi import AuthUser, SupabaseAuth, add_exception_handlers
+from workbench.identity import Identity
+from workbench.impersonation import sessionmaker_for
 from workbench.local.demo import demo_users
 from workbench.local.standin import LocalStandIn
 from workbench.settings import Settings
@@ -354,3 +357,30 @@ def test_the_fastapi_layer_does_not_load_the_notebook_layer() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------ roles outside the API roles
+
+
+async def test_a_token_whose_role_is_postgres_is_a_403_and_postgres_refuses_it_too(
+    api: httpx.AsyncClient, auth: SupabaseAuth, standin: LocalStandIn, db: asyncpg.Connection
+) -> None:
+    """A user whose ``auth.users.role`` an admin set to ``postgres`` gets a validly signed token with that
+    role: the allow-list refuses it before the database is touched, and the RLS engine logs in as the
+    authenticator, so even past the allow-list PostgreSQL itself refuses the role."""
+    token = mint(_user_claims(standin, role="postgres"), secret=standin.keys().jwt_secret)
+    for path in ("/tasks", "/whoami", "/me"):
+        r = await api.get(path, headers=bearer(token))
+        assert r.status_code == 403, path
+        assert r.json() == {"detail": "role not allowed"}, path
+        assert (
+            r.headers["WWW-Authenticate"] == 'Bearer error="insufficient_scope", error_description="role not allowed"'
+        )
+
+    assert await db.fetchval("select rolsuper from pg_roles where rolname = current_user") is True  # owner's own
+    async with sessionmaker_for(auth.rls_engine, Identity.for_role("postgres"))() as session:
+        with pytest.raises(DBAPIError, match="permission denied to set role"):
+            await session.execute(text("select 1"))
+    async with sessionmaker_for(auth.rls_engine, Identity.for_role("anon"))() as session:
+        with pytest.raises(DBAPIError, match="permission denied to set role"):
+            await session.execute(text("set local role postgres"))

@@ -169,7 +169,7 @@ async def _count_round_trips(counter: RoundTripCounter, fn) -> int:  # type: ign
 
 @pytest.mark.parametrize("statement_cache", [100, 0], ids=["direct", "transaction-pooler-settings"])
 async def test_the_query_path_costs_no_extra_round_trip(standin, statement_cache: int) -> None:
-    counter = RoundTripCounter(standin.status().db_port)
+    counter = RoundTripCounter(standin.status().db_port, standin.keys().db_password())
     await counter.start()
     conn = await asyncpg.connect(counter.dsn, statement_cache_size=statement_cache)
     sql = "select id, title from public.tasks order by id"
@@ -194,7 +194,7 @@ async def test_the_query_path_costs_no_extra_round_trip(standin, statement_cache
 
 
 async def test_orm_session_impersonation_costs_one_round_trip_directly(standin) -> None:
-    counter = RoundTripCounter(standin.status().db_port)
+    counter = RoundTripCounter(standin.status().db_port, standin.keys().db_password())
     await counter.start()
     engine = create_engine(counter.dsn.replace("postgresql://", "postgresql+asyncpg://"), ConnectionMode.DIRECT)
     query = text("select count(*) from public.tasks")

@@ -96,9 +96,9 @@ async def test_selectinload_is_two_selects_and_joinedload_one(engine: AsyncEngin
 
 
 async def test_the_log_counts_the_round_trips_on_the_wire(standin, alice: Identity) -> None:  # type: ignore[no-untyped-def]
-    proxy = RoundTripCounter(standin.status().db_port)
+    proxy = RoundTripCounter(standin.status().db_port, standin.keys().db_password())
     await proxy.start()
-    eng = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{proxy.port}/postgres")
+    eng = create_engine(proxy.dsn.replace("postgresql://", "postgresql+asyncpg://"))
     try:
         sessions = sessionmaker_for(eng, alice)
 

@@ -123,3 +123,20 @@ def test_local_settings_come_from_the_standin(settings: Settings, standin) -> No
     assert settings.jwt_secret is not None and settings.jwt_secret.get_secret_value() == keys.jwt_secret
     assert settings.url == standin.api_url()
     assert keys.jwt_secret not in repr(settings) and keys.jwt_secret not in repr(keys)
+
+
+def test_allowed_roles_and_the_opt_in_authenticator_login() -> None:
+    s = Settings(db_url=f"postgresql://postgres.{REF}:{PASSWORD}@{POOLER}:6543/postgres")
+    assert s.allowed_role_set == {"anon", "authenticated", "service_role"}
+    assert s.impersonation_url() is None  # no authenticator configured: only the allow-list applies
+    s = Settings(
+        db_url=f"postgresql://postgres.{REF}:{PASSWORD}@{POOLER}:6543/postgres",
+        authenticator_password="auth-" + PASSWORD,
+        allowed_roles="anon, authenticated,service_role,editor",
+    )
+    url = s.impersonation_url()
+    assert url is not None and url.username == f"authenticator.{REF}" and url.port == 6543
+    assert url.password == "auth-" + PASSWORD and "auth-" + PASSWORD not in repr(s)
+    assert s.allowed_role_set == {"anon", "authenticated", "service_role", "editor"}
+    with pytest.raises(SettingsError, match="SUPABASE_ALLOWED_ROLES"):
+        Settings(allowed_roles="anon; drop table x")

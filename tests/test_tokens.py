@@ -38,6 +38,7 @@ from workbench.tokens import (
     KeySetUnavailable,
     MalformedToken,
     MissingClaim,
+    RoleNotAllowed,
     TokenError,
     TokenExpired,
     TokenNotYetValid,
@@ -249,9 +250,7 @@ NOW = time.time()
         pytest.param(user_claims(iat=int(NOW) + 600), TokenNotYetValid, "iat", id="iat-future"),
         pytest.param(user_claims(aud="someone-else"), InvalidAudience, "invalid audience", id="wrong-aud"),
         pytest.param(user_claims(aud=None), InvalidAudience, "no audience", id="no-aud"),
-        pytest.param(
-            user_claims(iss="https://evil.example/auth/v1"), InvalidIssuer, "invalid", id="wrong-iss"
-        ),
+        pytest.param(user_claims(iss="https://evil.example/auth/v1"), InvalidIssuer, "invalid", id="wrong-iss"),
         pytest.param(user_claims(iss=None), InvalidIssuer, "no issuer", id="no-iss"),
         pytest.param(user_claims(sub=None), MissingClaim, "sub", id="no-sub"),
         pytest.param(user_claims(role=None), MissingClaim, "role", id="no-role"),
@@ -263,9 +262,7 @@ NOW = time.time()
         pytest.param(user_claims(role={"r": 1}), MalformedToken, "role", id="role-dict"),
     ],
 )
-def test_claims_refused(
-    verifier: TokenVerifier, claims: dict[str, Any], error: type[TokenError], reason: str
-) -> None:
+def test_claims_refused(verifier: TokenVerifier, claims: dict[str, Any], error: type[TokenError], reason: str) -> None:
     claims = {k: v for k, v in claims.items() if v is not None}
     # The claims were made at collection time: judge them at that time, however long the suite has run.
     verifier = replace(verifier, now=lambda: NOW)
@@ -642,9 +639,7 @@ def test_errors_never_show_token_or_secret(jwks_url: str) -> None:
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
 )
 ALGS = st.sampled_from(["HS256", "ES256", "RS256", "none", "HS384", "RS512", ""]) | JSON
@@ -719,9 +714,7 @@ def test_property_three_dot_parts(fuzz_verifier: TokenVerifier, token: str) -> N
 
 @PROPERTY
 @given(header=HEADERS | JSON, payload=CLAIMS | JSON, signature=st.binary(max_size=300))
-def test_property_structured_tokens(
-    fuzz_verifier: TokenVerifier, header: Any, payload: Any, signature: bytes
-) -> None:
+def test_property_structured_tokens(fuzz_verifier: TokenVerifier, header: Any, payload: Any, signature: bytes) -> None:
     result = verify_is_total(fuzz_verifier, raw_token(header, payload, signature=signature))
     assert isinstance(result, TokenError)  # a random signature never verifies
 
@@ -789,10 +782,7 @@ def test_api_key_claims_and_verification() -> None:
         "exp": 1_641_769_200 + 10 * 365 * 86400,
     }
     key = mint(api_key_claims("anon"), secret=SECRET)
-    assert (
-        TokenVerifier(jwt_secret=SECRET, audience=None, required_claims=("role",)).verify(key)["role"]
-        == "anon"
-    )
+    assert TokenVerifier(jwt_secret=SECRET, audience=None, required_claims=("role",)).verify(key)["role"] == "anon"
     with pytest.raises(MissingClaim, match="sub"):
         TokenVerifier(jwt_secret=SECRET).verify(key)
 
@@ -822,3 +812,24 @@ def test_mint_headers_and_argument_checks() -> None:
         mint({}, secret=SECRET, algorithm="HS512")
     with pytest.raises(ValueError):
         mint({}, private_key=EC_PEM, algorithm="RS256")
+
+
+# ------------------------------------------------------------------------------------ the role allow-list
+
+
+def test_a_signed_token_with_a_role_outside_the_allow_list_is_refused() -> None:
+    """An admin can set ``auth.users.role`` to ``postgres``; the token is validly signed all the same."""
+    verifier = TokenVerifier(jwt_secret=SECRET, issuer=ISS)
+    for role in ("postgres", "supabase_admin", "authenticator", "pg_execute_server_program"):
+        token = mint(access_token_claims(USER_ID, iss=ISS, role=role), secret=SECRET)
+        with pytest.raises(RoleNotAllowed) as caught:
+            verifier.verify(token)
+        assert caught.value.status_code == 403 and caught.value.reason == "role not allowed"
+        assert role not in str(caught.value)  # fixed text, never the claim's value
+    for role in ("anon", "authenticated", "service_role"):
+        token = mint(access_token_claims(USER_ID, iss=ISS, role=role), secret=SECRET)
+        assert verifier.verify(token)["role"] == role
+    custom = TokenVerifier(jwt_secret=SECRET, issuer=ISS, allowed_roles=frozenset({"authenticated", "editor"}))
+    assert custom.verify(mint(access_token_claims(USER_ID, iss=ISS, role="editor"), secret=SECRET))["role"] == "editor"
+    with pytest.raises(RoleNotAllowed):
+        custom.verify(mint(access_token_claims(USER_ID, iss=ISS, role="service_role"), secret=SECRET))

@@ -17,7 +17,7 @@ def _standin(args: argparse.Namespace) -> LocalStandIn:
 
 
 def _print_status(status: StandInStatus, standin: LocalStandIn, as_json: bool) -> None:
-    keys = standin.keys() if (standin.data_dir / "keys.json").exists() else None
+    keys = standin.keys() if standin.is_standin_folder() and (standin.data_dir / "keys.json").exists() else None
     data = status.as_dict(keys)
     if as_json:
         print(json.dumps(data, indent=2))
@@ -33,6 +33,7 @@ def _print_status(status: StandInStatus, standin: LocalStandIn, as_json: bool) -
     if keys is not None:
         rows += [
             ("JWKS URL", data["jwks_url"] or "-"),
+            ("DB password", data["db_password"] or "-"),
             ("JWT secret", keys.jwt_secret),
             ("anon key", keys.anon_key),
             ("service_role key", keys.service_role_key),

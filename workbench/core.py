@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from workbench.engine import EngineOptions, create_engine
-from workbench.identity import Identity, check_role, find_users, user_identity
+from workbench.engine import EngineOptions, create_engine, create_impersonation_engine
+from workbench.identity import Identity, IdentityError, check_role, find_users, user_identity
 from workbench.impersonation import sessionmaker_for
 from workbench.query import QueryOutcome, ResultFrame, result_frame, run_query
 from workbench.runner import shared_loop
@@ -41,9 +41,14 @@ class Workbench:
         self.default_identity: Identity = Identity.none()
         self.display_rows = 20
         self._engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = weakref.WeakKeyDictionary()
+        # Impersonated work logs in as the authenticator (when one is configured: always on the stand-in),
+        # which can only become the API roles: PostgreSQL refuses `set role postgres` from such a cell.
+        self._identity_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
-        return f"<Workbench {self.settings.describe()} as {self.default_identity.describe()}>"
+        return f"<Workbench {self.settings.describe()} as {self.default_identity.describe()}; {self.identity_boundary}>"
 
     # -- engines -------------------------------------------------------------------------------------
     def engine(self) -> AsyncEngine:
@@ -54,6 +59,39 @@ class Workbench:
             engine = create_engine(self.settings, self.mode, self.options)
             self._engines[loop] = engine
         return engine
+
+    def identity_engine(self) -> AsyncEngine:
+        """The engine impersonated work runs on: logged in as the authenticator when the settings name one
+        (the stand-in always does), else the connection's own engine (the role allow-list still applies)."""
+        loop = asyncio.get_running_loop()
+        engine = self._identity_engines.get(loop)
+        if engine is None:
+            engine = create_impersonation_engine(self.settings, self.mode, self.options) or self.engine()
+            self._identity_engines[loop] = engine
+        return engine
+
+    @property
+    def identity_boundary(self) -> str:
+        """What keeps an impersonated cell in its role, said honestly (shown by ``repr``)."""
+        if self.settings.impersonation_url() is not None:
+            return f"roles enforced by PostgreSQL: identities log in as {self.settings.authenticator_user}"
+        return (
+            "roles checked against SUPABASE_ALLOWED_ROLES before sending; the connection's own role could switch "
+            "roles from inside a cell. Set SUPABASE_AUTHENTICATOR_PASSWORD to have PostgreSQL enforce them"
+        )
+
+    def engine_for(self, identity: Identity) -> AsyncEngine:
+        """The connection's own engine for no identity; else, after the allow-list check, the identity engine."""
+        if identity.role is None:
+            return self.engine()
+        allowed = self.settings.allowed_role_set
+        if identity.role not in allowed:
+            raise IdentityError(
+                f"The role {identity.role!r} is not one an identity may take here (allowed: "
+                f"{', '.join(sorted(allowed))}). Fix: drop --role to run as the connection's own role, or add "
+                "the role to SUPABASE_ALLOWED_ROLES if your project grants it to the authenticator."
+            )
+        return self.identity_engine()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion from synchronous code, on the shared background loop."""
@@ -111,10 +149,11 @@ class Workbench:
         limit: int | None = None,
         explain: bool = False,
     ) -> QueryOutcome:
+        identity = identity or self.default_identity
         return await run_query(
-            self.engine(),
+            self.engine_for(identity),
             sql,
-            identity=identity or self.default_identity,
+            identity=identity,
             namespace=params,
             write=write,
             limit=limit,
@@ -142,7 +181,8 @@ class Workbench:
 
     def session(self, identity: Identity | None = None, **kwargs: Any) -> AsyncSession:
         """An ORM session on the running loop whose every transaction runs as ``identity``."""
-        return sessionmaker_for(self.engine(), identity or self.default_identity, **kwargs)()
+        identity = identity or self.default_identity
+        return sessionmaker_for(self.engine_for(identity), identity, **kwargs)()
 
     async def whoami(self, identity: Identity | None = None) -> dict[str, Any]:
         """What the database sees for ``identity`` (default: the current one)."""
@@ -160,12 +200,15 @@ class Workbench:
         """Dispose of the engine of the running loop (and forget the others' engines)."""
         loop = asyncio.get_running_loop()
         engine = self._engines.pop(loop, None)
-        if engine is not None:
-            await engine.dispose()
+        identity_engine = self._identity_engines.pop(loop, None)
+        for each in {id(e): e for e in (engine, identity_engine) if e is not None}.values():
+            await each.dispose()
 
     def close(self) -> None:
         """Dispose of every engine this workbench made, each on its own loop."""
-        for loop, engine in list(self._engines.items()):
+        engines = list(self._engines.items())
+        engines += [(loop, e) for loop, e in self._identity_engines.items() if e is not self._engines.get(loop)]
+        for loop, engine in engines:
             if loop.is_closed():
                 continue
             if loop is shared_loop().loop:
@@ -175,6 +218,7 @@ class Workbench:
                 with contextlib.suppress(RuntimeError):
                     engine.sync_engine.dispose(close=False)
         self._engines.clear()
+        self._identity_engines.clear()
 
 
 _current: Workbench | None = None

@@ -98,6 +98,21 @@ def create_engine(
     return engine
 
 
+def create_impersonation_engine(
+    settings: Settings, mode: ConnectionMode | str | None = None, options: EngineOptions | None = None
+) -> AsyncEngine | None:
+    """The engine impersonated work logs in with: as the authenticator (``settings.impersonation_url()``),
+    which can only switch into the API roles, so PostgreSQL refuses any other. None when the settings name
+    no authenticator (a real project without ``SUPABASE_AUTHENTICATOR_PASSWORD``)."""
+    url = settings.impersonation_url()
+    if url is None:
+        return None
+    opts = options or EngineOptions(
+        application_name=settings.application_name, statement_timeout_ms=settings.statement_timeout_ms
+    )
+    return create_engine(url, ConnectionMode(mode) if mode is not None else settings.mode, opts)
+
+
 _MODES: weakref.WeakKeyDictionary[Engine, ConnectionMode] = weakref.WeakKeyDictionary()
 
 

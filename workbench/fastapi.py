@@ -50,7 +50,7 @@ import asyncpg
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from workbench.engine import EngineOptions, create_engine
+from workbench.engine import EngineOptions, create_engine, create_impersonation_engine
 from workbench.errors import Category, ClassifiedError, classify
 from workbench.identity import Identity
 from workbench.impersonation import sessionmaker_for
@@ -157,7 +157,9 @@ def verifier_from_settings(settings: Settings, *, audience: str | None = "authen
             "(its JWKS verifies ES256/RS256 tokens) and, for a project with a legacy secret, SUPABASE_JWT_SECRET."
         )
     issuer = f"{settings.url.rstrip('/')}/auth/v1" if settings.url else None
-    return TokenVerifier(jwt_secret=secret, jwks_url=jwks_url, audience=audience, issuer=issuer)
+    return TokenVerifier(
+        jwt_secret=secret, jwks_url=jwks_url, audience=audience, issuer=issuer, allowed_roles=settings.allowed_role_set
+    )
 
 
 _bearer_scheme = HTTPBearer(auto_error=False, description="A Supabase access token, or the service-role key.")
@@ -178,7 +180,8 @@ def _bearer_token(request: Request) -> str:
 
 
 def _refused(exc: TokenError) -> HTTPException:
-    headers = {"WWW-Authenticate": exc.www_authenticate} if exc.status_code == 401 else {"Retry-After": "5"}
+    """401/403 carry the RFC 6750 challenge (a 403 is a valid token whose role is refused); 5xx a retry hint."""
+    headers = {"WWW-Authenticate": exc.www_authenticate} if exc.status_code < 500 else {"Retry-After": "5"}
     return HTTPException(status_code=exc.status_code, detail=exc.reason, headers=headers)
 
 
@@ -194,8 +197,12 @@ class SupabaseAuth:
         service_role_key: str | None = None,
         project_ref: str = "local",
         owns_engine: bool = False,
+        rls_engine: AsyncEngine | None = None,
     ) -> None:
         self.engine = engine
+        # auth.rls / auth.admin sessions: logged in as the authenticator when there is one, so PostgreSQL
+        # itself refuses a role outside the API roles; else the same engine (the verifier's allow-list).
+        self.rls_engine = rls_engine if rls_engine is not None else engine
         self.verifier = verifier
         # API keys carry neither `aud` nor the Auth issuer: a second verifier that checks only the
         # signature, expiry and role, sharing the JWKS cache.
@@ -205,6 +212,7 @@ class SupabaseAuth:
             audience=None,
             issuer=None,
             required_claims=("role",),
+            allowed_roles=verifier.allowed_roles,
             jwks=verifier.jwks,
         )
         self._service_role_key = service_role_key
@@ -230,12 +238,14 @@ class SupabaseAuth:
         yours to dispose)."""
         verifier = verifier_from_settings(settings, audience=audience)
         key = settings.service_role_key.get_secret_value() if settings.service_role_key is not None else None
+        rls_engine = create_impersonation_engine(settings, mode, options) if engine is None else None
         return cls(
             engine if engine is not None else create_engine(settings, mode, options),
             verifier,
             service_role_key=key,
             project_ref=settings.project_ref or "local",
             owns_engine=engine is None,
+            rls_engine=rls_engine,
         )
 
     @contextlib.asynccontextmanager
@@ -249,6 +259,8 @@ class SupabaseAuth:
     async def aclose(self) -> None:
         if self.owns_engine:
             await self.engine.dispose()
+            if self.rls_engine is not self.engine:
+                await self.rls_engine.dispose()
 
     # -- dependencies ----------------------------------------------------------------------------------
     def _build_dependencies(self) -> None:
@@ -297,7 +309,7 @@ class SupabaseAuth:
 
         async def rls_session(user: AuthUser = Depends(current_user)) -> AsyncIterator[AsyncSession]:  # noqa: B008
             """A session whose every transaction runs as the verified user, so RLS policies apply."""
-            async with sessionmaker_for(self.engine, user.identity)() as session, _unit_of_work(session):
+            async with sessionmaker_for(self.rls_engine, user.identity)() as session, _unit_of_work(session):
                 yield session
 
         async def admin_session(
@@ -305,7 +317,7 @@ class SupabaseAuth:
         ) -> AsyncIterator[AsyncSession]:
             """A session as service_role (bypasses RLS), for callers holding the service-role key."""
             identity = Identity.service_role(self.project_ref)
-            async with sessionmaker_for(self.engine, identity)() as session, _unit_of_work(session):
+            async with sessionmaker_for(self.rls_engine, identity)() as session, _unit_of_work(session):
                 yield session
 
         self.current_user = current_user

@@ -25,6 +25,7 @@ ENV_PREFIX = "SUPABASE_"
 TRANSACTION_PORT = 6543
 SESSION_PORT = 5432
 _REF = re.compile(r"^[a-z0-9]{6,40}$")
+_ROLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
 _PG_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"}
 
 
@@ -64,6 +65,14 @@ class Settings(BaseSettings):
     local_dir: Path | None = None
     application_name: str = "supabase-workbench"
     statement_timeout_ms: int = 60_000
+    # Roles an identity (a cell's --role, a token's role claim) may take: anything else is refused before
+    # a statement is sent. Comma-separated; SUPABASE_ALLOWED_ROLES.
+    allowed_roles: str = "anon,authenticated,service_role"
+    # Opt-in: impersonated work logs in as this role (on Supabase `authenticator`, or a NOINHERIT role of
+    # your own granted the API roles), so PostgreSQL itself refuses any other role. The local stand-in
+    # sets both itself.
+    authenticator_user: str = "authenticator"
+    authenticator_password: SecretStr | None = None
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -86,6 +95,11 @@ class Settings(BaseSettings):
             self._check_db_url()
         elif self.project_ref is not None or self.db_password is not None or self.pooler_host is not None:
             self._check_parts()
+        if not self.allowed_role_set or any(not _ROLE.match(r) for r in self.allowed_role_set):
+            raise _Problem(
+                "allowed_roles",
+                "must be a comma-separated list of role names, like 'anon,authenticated,service_role'.",
+            )
         if self.statement_timeout_ms < 0:
             raise _Problem("statement_timeout_ms", "must be >= 0 (0 disables the timeout).")
         return self
@@ -214,6 +228,21 @@ class Settings(BaseSettings):
             database=self.db_name,
         )
 
+    @property
+    def allowed_role_set(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.allowed_roles.split(",") if r.strip())
+
+    def impersonation_url(self, driver: str = "asyncpg") -> URL | None:
+        """The URL impersonated work logs in with: the database URL with the authenticator's user and
+        password (``authenticator.<ref>`` through Supavisor), or None when no authenticator password is
+        configured (then only the allow-list stands between a cell and other roles)."""
+        if self.authenticator_password is None:
+            return None
+        url = self.database_url(driver)
+        _, dot, ref = (url.username or "").partition(".")
+        user = f"{self.authenticator_user}.{ref}" if dot else self.authenticator_user
+        return url.set(username=user, password=self.authenticator_password.get_secret_value())
+
     def describe(self) -> str:
         """A one-line, secret-free summary for displays and logs."""
         where = "local stand-in" if self.is_local else self.database_url().render_as_string(hide_password=True)
@@ -230,7 +259,8 @@ class Settings(BaseSettings):
             status = standin.start()
         keys = standin.keys()
         values: dict[str, Any] = {
-            "db_url": status.db_url,
+            "db_url": standin.dsn(),
+            "authenticator_password": keys.db_password("authenticator"),
             "db_mode": ConnectionMode.DIRECT,
             "url": status.api_url,
             "anon_key": keys.anon_key,

@@ -132,6 +132,21 @@ class MissingClaim(TokenError):
     reason = "missing required claim"
 
 
+class RoleNotAllowed(TokenError):
+    """The token's `role` is not one an API caller may take (Supabase: anon, authenticated, service_role).
+    A signed token can still carry `postgres` (an admin can set `auth.users.role`): refused, never used."""
+
+    reason = "role not allowed"
+    status_code = 403
+
+    @property
+    def www_authenticate(self) -> str:
+        return f'Bearer error="insufficient_scope", error_description="{self.reason}"'
+
+
+DEFAULT_ALLOWED_ROLES: frozenset[str] = frozenset({"anon", "authenticated", "service_role"})
+
+
 class KeySetUnavailable(TokenError):
     """The JWKS could not be fetched or parsed: the server's fault, not the client's."""
 
@@ -262,6 +277,8 @@ class TokenVerifier:
     leeway: float = 30
     max_token_bytes: int = 8192
     required_claims: Sequence[str] = ("sub", "role")
+    # Roles a verified token may carry; None accepts any (only for code that never acts on the role).
+    allowed_roles: frozenset[str] | None = DEFAULT_ALLOWED_ROLES
     jwks_refresh_interval: float = 30
     jwks_timeout: float = 5.0
     http_client: httpx.Client | None = field(default=None, repr=False)
@@ -374,7 +391,9 @@ class TokenVerifier:
             for name in ("sub", "role"):
                 if name in claims and not (isinstance(claims[name], str) and claims[name]):
                     raise MalformedToken(f"{name} claim must be a non-empty string")
-            return claims
+        if self.allowed_roles is not None and "role" in claims and claims["role"] not in self.allowed_roles:
+            raise RoleNotAllowed()
+        return claims
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = self.now()

@@ -705,7 +705,8 @@ async def test_100_mb_upload_streams_to_disk(tmp_path: Path) -> None:
     own.start()
     try:
         (own.storage_dir / "settings.json").write_text(json.dumps({"file_size_limit": 200 * 1000 * 1000}))
-        api_pid = int((own.data_dir / "api.pid").read_text())
+        api_pid = own.api_pid()
+        assert api_pid is not None
         admin = await client(own, "async", key=own.keys().service_role_key)
         await admin.storage.create_bucket("big")
         data_file = tmp_path / "big.bin"

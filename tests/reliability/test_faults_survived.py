@@ -455,7 +455,8 @@ async def test_api_killed_mid_upload(own_standin: LocalStandIn, figures: Figures
     kept = os.urandom(100_000)
     await admin.storage.from_("faults").upload("api/kept.bin", kept)
     objects = own.storage_dir / "objects"
-    api_pid = int((own.data_dir / "api.pid").read_text())
+    api_pid = own.api_pid()
+    assert api_pid is not None
     key = own.keys().service_role_key
     url = f"{own.api_url()}/storage/v1/object/faults/api/killed.bin"
     boundary = f"wbrel{uuid.uuid4().hex}"
@@ -516,7 +517,8 @@ async def test_storage_calls_explain_an_api_that_is_down(own_standin: LocalStand
 
     own = own_standin
     admin = await st.admin_client(Settings.local(own))
-    api_pid = int((own.data_dir / "api.pid").read_text())
+    api_pid = own.api_pid()
+    assert api_pid is not None
     os.kill(api_pid, signal.SIGKILL)
     await wait_for(lambda: _reaped_or_zombie(api_pid), 30, "the API process to die")
     try:

@@ -455,7 +455,7 @@ async def test_a_query_cancelled_during_its_begin_leaves_the_pool_clean(pgbounce
     bouncer = pgbouncer_factory(pool_size=1)
     proxy = await HoldingProxy(bouncer.port, b"begin isolation level").start()
     engine = create_engine(
-        f"postgresql+asyncpg://postgres@127.0.0.1:{proxy.port}/postgres",
+        bouncer.url.replace(f":{bouncer.port}/", f":{proxy.port}/"),
         ConnectionMode.TRANSACTION,
         EngineOptions(pool_size=1, max_overflow=0, pool_timeout=5),
     )

@@ -95,10 +95,14 @@ def configured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Configured]
     standin = LocalStandIn(data_dir)
     status = standin.start()
     assert standin.keys().jwt_secret == jwt_secret
-    password = "wbpw" + secrets.token_hex(16)
+    password = standin.keys().db_password()  # the stand-in generates its database passwords itself
     service = str(keys["service_role_key"])
     found = [
-        Secret("database password", password, password[4:]),
+        Secret("database password", password, password),
+        *(
+            Secret(f"{role} password", standin.keys().db_password(role), standin.keys().db_password(role))
+            for role in ("authenticator", "supabase_auth_admin", "supabase_storage_admin", "supabase_admin")
+        ),
         Secret("JWT secret", jwt_secret, jwt_secret[5:]),
         Secret("service_role key", service, service.rsplit(".", 1)[1]),
         Secret("ES256 private key", pem, _pem_body(pem)[40:]),  # past the PKCS#8 header every P-256 key shares

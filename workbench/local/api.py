@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
     import asyncpg
 
 SERVICES = {"/auth/v1": "workbench.local.auth_api", "/storage/v1": "workbench.local.storage_api"}
+# The role each service logs in as, as on Supabase: neither is a superuser; Storage can only switch into
+# the API roles (through authenticator), so a token whose role claim says `postgres` is refused by
+# PostgreSQL itself ("permission denied to set role").
+SERVICE_ROLES = {"/auth/v1": "supabase_auth_admin", "/storage/v1": "supabase_storage_admin"}
 
 
 @dataclass
@@ -32,10 +38,11 @@ class ApiContext:
     """What every service needs: where data lives, the keys, and a connection pool (set at startup)."""
 
     data_dir: Path
-    dsn: str
+    dsn: str = field(repr=False)  # carries a password
     keys: LocalKeys = field(repr=False)
     api_url: str
     pool: asyncpg.Pool | None = None
+    dsns: dict[str, str] = field(default_factory=dict, repr=False)  # per service prefix: its own login
 
     @property
     def storage_dir(self) -> Path:
@@ -51,6 +58,7 @@ def build_app(ctx: ApiContext) -> Starlette:
     """The whole API: health plus each service module found (a missing one is reported by /health)."""
     mounts: list[Any] = []
     services: dict[str, str] = {}
+    contexts: list[ApiContext] = [ctx]
     for prefix, module_name in SERVICES.items():
         try:
             module = importlib.import_module(module_name)
@@ -60,7 +68,11 @@ def build_app(ctx: ApiContext) -> Starlette:
             services[prefix] = "missing"
             continue
         factory: Callable[[ApiContext], Any] = module.build_app
-        mounts.append(Mount(prefix, app=factory(ctx)))
+        service_ctx = ctx
+        if prefix in ctx.dsns:  # the service gets its own pool, logged in as its own role
+            service_ctx = dataclasses.replace(ctx, dsn=ctx.dsns[prefix], dsns={})
+            contexts.append(service_ctx)
+        mounts.append(Mount(prefix, app=factory(service_ctx)))
         services[prefix] = "ok"
 
     async def health(request: Request) -> JSONResponse:
@@ -74,11 +86,14 @@ def build_app(ctx: ApiContext) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         import asyncpg
 
-        ctx.pool = await asyncpg.create_pool(ctx.dsn, min_size=1, max_size=10, statement_cache_size=0)
         try:
+            for each in contexts:
+                each.pool = await asyncpg.create_pool(each.dsn, min_size=1, max_size=10, statement_cache_size=0)
             yield
         finally:
-            await ctx.pool.close()
+            for each in contexts:
+                if each.pool is not None:
+                    await each.pool.close()
 
     app = Starlette(routes=[Route("/health", health), *mounts], lifespan=lifespan)
     return _refuse_control_characters(app)
@@ -114,12 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import uvicorn
 
+    os.umask(0o077)  # stored objects and logs: private to the stand-in's owner
     standin = LocalStandIn(args.dir)
     ctx = ApiContext(
         data_dir=standin.data_dir,
-        dsn=standin.dsn(),
+        dsn=standin.dsn("authenticator"),  # /health only
         keys=standin.keys(),
         api_url=f"http://127.0.0.1:{args.port}",
+        dsns={prefix: standin.dsn(role) for prefix, role in SERVICE_ROLES.items()},
     )
     uvicorn.run(build_app(ctx), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from workbench.identity import Identity
 from workbench.impersonation import apply_statement
+from workbench.query import QueryUsageError
 from workbench.schema import model as m
 from workbench.sqltext import TokenKind, bind_parameters, first_keyword, resolve_arguments, split_statements, tokenize
 
@@ -71,8 +72,9 @@ _ORD = "wb_why_ord"
 _PRIVILEGE = {"select": "SELECT", "insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
 
 
-class WhyError(ValueError):
-    """Bad input to the explainer (unknown table, unsupported statement): says what to do instead."""
+class WhyError(QueryUsageError):
+    """Bad input to the explainer (unknown table, unsupported statement): says what to do instead (shown by
+    the magics as one short message, like every :class:`~workbench.query.QueryUsageError`)."""
 
 
 # -- result model --------------------------------------------------------------------------------------

@@ -697,8 +697,8 @@ async def _judge(
             checks = [pp[position] for pp in per_policy]
             rows[i].checks.extend(checks)
             ok, why = _gate_reason(stage, applying, checks, facts.role)
-            failing = next((c for c in checks if not ok and c.name in why), None)
-            hint = _referenced(failing.expression, columns, rows[i].values, tbl.name) if failing is not None else ""
+            failing = " ".join(c.expression for c in checks if not ok and c.value != "true" and repr(c.name) in why)
+            hint = _referenced(failing, columns, rows[i].values, tbl.name) if failing else ""
             if ok:
                 rows[i].reason = why
             else:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 _VALUE_COLOURS = {"true": "#1a7f37", "false": "#b42318", "null": "#8a6d00", "error": "#6f2da8"}
 MAX_VALUE_CHARS = 60
+CELL_CHARS = 18
+GRID_COLUMNS = 4  # the first columns of the row in the grid; the expanded row shows them all
 
 
 class WhyWidget:
@@ -46,7 +48,16 @@ class WhyWidget:
         self.expanded: set[int] = set()
         self.header = w.HTML(render_header(report))
         self.header.add_class("wb-why-header")
-        lines: list[w.Widget] = [w.HTML(render_columns(report))]
+        self._template = _grid_template(report)
+        lines: list[w.Widget] = [
+            self._grid(
+                [
+                    _label("verdict", "wb-why-colhead"),
+                    *[_label(c, "wb-why-colhead") for c in report.columns[:GRID_COLUMNS]],
+                    _label("reason", "wb-why-colhead"),
+                ]
+            )
+        ]
         for index, row in enumerate(report.rows):
             lines.extend(self._line(index, row))
         if not report.rows:
@@ -56,23 +67,32 @@ class WhyWidget:
         self.widget = w.VBox([self.header, self.rows])
         self.widget.add_class("wb-why")
 
+    def _grid(self, children: list[w.Widget]) -> w.GridBox:
+        """One line: every line shares the same fixed column widths, so the columns align."""
+        return w.GridBox(
+            children, layout=w.Layout(grid_template_columns=self._template, grid_gap="0 10px", align_items="center")
+        )
+
     def _line(self, index: int, row: RowExplanation) -> list[w.Widget]:
         button = w.Button(
             description=row.outcome,
             tooltip=f"row {index + 1}: {row.outcome}: {OUTCOME_MEANING[row.outcome]} (click for the policies)",
-            layout=w.Layout(width="90px", height="26px", flex="0 0 auto"),
+            layout=w.Layout(width="90px", height="26px"),
         )
         button.style.button_color = COLOURS[row.outcome]
         button.add_class("wb-why-verdict")
         button.add_class(f"wb-why-{row.outcome}")
         button.on_click(lambda _b, i=index: self.toggle(i))
-        text = w.HTML(render_row(self.report, row))
-        text.add_class("wb-why-row")
+        shown = self.report.columns[:GRID_COLUMNS]
+        values = [_label_html(_value_cell(row.values.get(c)), "wb-why-value-cell") for c in shown]
+        reason = _label_html(render_reason(row), "wb-why-reason-cell")
+        line = self._grid([button, *values, reason])
+        line.add_class("wb-why-line")
         detail = w.HTML("", layout=w.Layout(display="none"))
         detail.add_class("wb-why-detail")
         self.buttons.append(button)
         self.details.append(detail)
-        return [w.HBox([button, text], layout=w.Layout(align_items="center")), detail]
+        return [line, detail]
 
     def toggle(self, index: int) -> None:
         """A click on a verdict: expand the row's policies, or fold them away again."""
@@ -167,25 +187,48 @@ def _cell(value: Any) -> str:
     return html.escape(text)
 
 
-def render_columns(report: WhyReport) -> str:
-    names = " · ".join(html.escape(c) for c in report.columns)
-    return f"<div class='wb-why-columns' style='color:#777;margin-left:96px'>{names} — reason</div>"
+def _value_cell(value: Any) -> str:
+    """A grid cell: short, the whole value in its tooltip."""
+    full = "NULL" if value is None else str(value)
+    short = full if len(full) <= CELL_CHARS else full[: CELL_CHARS - 1] + "…"
+    return f"<code title='{html.escape(full, quote=True)}' style='white-space:nowrap'>{html.escape(short)}</code>"
 
 
-def render_row(report: WhyReport, row: RowExplanation) -> str:
-    values = " · ".join(_cell(row.values.get(c)) for c in report.columns)
+def _grid_template(report: WhyReport) -> str:
+    """Fixed column widths from the longest shown value (capped), then the reason takes the rest."""
+    widths = []
+    for column in report.columns[:GRID_COLUMNS]:
+        longest = max([len(column)] + [min(CELL_CHARS, len(str(r.values.get(column)))) for r in report.rows])
+        widths.append(f"{longest * 8 + 8}px")
+    return f"96px {' '.join(widths)} minmax(260px, 1fr)"
+
+
+def _label(text: str, css_class: str) -> w.HTML:
+    return _label_html(f"<b>{html.escape(text)}</b>", css_class)
+
+
+def _label_html(text: str, css_class: str) -> w.HTML:
+    label = w.HTML(text)
+    label.add_class(css_class)
+    return label
+
+
+def render_reason(row: RowExplanation) -> str:
     observed = ""
     if row.observed is not None and row.observed != row.passes:
         observed = " <b style='color:#b42318'>(the real statement disagrees: please report)</b>"
-    return (
-        f"<span class='wb-why-values'><code>{values}</code></span> — "
-        f"<span class='wb-why-reason'>{html.escape(row.reason)}</span>{observed}"
-    )
+    return f"<span class='wb-why-reason'>{html.escape(row.reason)}</span>{observed}"
 
 
 def render_detail(report: WhyReport, row: RowExplanation) -> str:
     esc = html.escape
     parts = [f"<div class='wb-why-verdict-text'><b>{row.outcome}</b>: {esc(OUTCOME_MEANING[row.outcome])}</div>"]
+    cells = "".join(
+        f"<tr><td style='color:#777;padding-right:8px'>{esc(c)}</td>"
+        f"<td><code>{_cell(row.values.get(c))}</code></td></tr>"
+        for c in report.columns
+    )
+    parts.append(f"<table class='wb-why-values'>{cells}</table>")
     if row.new_values is not None:
         changed = {c: v for c, v in row.new_values.items() if row.values.get(c) != v}
         if changed:
@@ -209,7 +252,8 @@ def render_detail(report: WhyReport, row: RowExplanation) -> str:
             f"<div class='wb-why-observed' style='color:#555'>The real statement as the identity "
             f"{'reaches' if row.observed else 'does not reach'} this row (rolled back).</div>"
         )
-    return "<div class='wb-why-drilldown' style='margin-left:96px'>" + "".join(parts) + "</div>"
+    style = "margin:2px 0 8px 100px;padding:4px 8px;border-left:3px solid #ccc"
+    return f"<div class='wb-why-drilldown' style='{style}'>" + "".join(parts) + "</div>"
 
 
 # -- %sbwhy ----------------------------------------------------------------------------------------------

@@ -42,6 +42,12 @@ def test_one_line_per_row_with_a_coloured_verdict(bob_tasks: WhyWidget) -> None:
     assert "RLS enabled" in header and "role <code>authenticated</code>" in header and "SELECT granted" in header
     assert "&#x27;owners read their tasks&#x27; (permissive SELECT)" in header
     assert "wb-why" in bob_tasks.widget._dom_classes
+    plain = bob_tasks._repr_mimebundle_()["text/plain"].splitlines()
+    assert plain[0] == report.summary and len(plain) == 8
+    assert plain[5] == (
+        "  visible  id=5, project_id=3, owner_id=22222222-2222-422…, title=Load nightly expo…: "
+        "policy 'owners read their tasks' is true"
+    )
 
 
 def test_clicking_a_verdict_expands_each_policy_with_its_value(bob_tasks: WhyWidget) -> None:

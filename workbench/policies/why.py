@@ -45,6 +45,7 @@ from workbench.sqltext import TokenKind, bind_parameters, first_keyword, resolve
 
 if TYPE_CHECKING:
     import asyncpg
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 Operation = Literal["select", "insert", "update", "delete"]
 Value = Literal["true", "false", "null", "error", "skipped"]
@@ -1129,3 +1130,33 @@ async def _explain_write(
         report.summary += " · the statement as a whole fails (one refused row aborts it)"
     report.summary += f" · the real statement as the identity: {observed_status} (rolled back)"
     return report
+
+
+async def explain(
+    engine: AsyncEngine,
+    identity: Identity,
+    table: str | None = None,
+    *,
+    statement: str | None = None,
+    where: str | None = None,
+    params: Mapping[str, object] | None = None,
+    key: object | None = None,
+    operation: str = "select",
+    limit: int = DEFAULT_LIMIT,
+) -> WhyReport:
+    """:func:`explain_rows` (a ``table``) or :func:`explain_statement` (a ``statement``) on a connection checked
+    out of ``engine``'s pool (the workbench's own engine works: ``await explain(wb.engine(), identity, "tasks")``)."""
+    if (table is None) == (statement is None):
+        raise WhyError("Give a table (explain the rows the identity sees) or a statement (explain a write), not both.")
+    async with engine.connect() as sa_conn:
+        raw = (await sa_conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        try:
+            if statement is not None:
+                return await explain_statement(raw, identity, statement, params=params, limit=limit)
+            assert table is not None
+            return await explain_rows(
+                raw, identity, table, where=where, params=params, key=key, operation=operation, limit=limit
+            )
+        finally:
+            await sa_conn.rollback()

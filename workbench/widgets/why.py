@@ -25,8 +25,7 @@ from workbench.policies.why import (
     RowExplanation,
     WhyError,
     WhyReport,
-    explain_rows,
-    explain_statement,
+    explain,
 )
 
 if TYPE_CHECKING:
@@ -118,7 +117,24 @@ class WhyWidget:
         self.expanded.discard(index)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):  # a readable plain-text twin for terminals, logs and saved notebooks
+            bundle["text/plain"] = render_text(self.report)
+        return bundle
+
+
+def render_text(report: WhyReport) -> str:
+    """The report as plain text: the summary, then one line per row (first columns, verdict, reason)."""
+    lines = [report.summary]
+    for row in report.rows:
+        values = ", ".join(f"{c}={_short_text(row.values.get(c))}" for c in report.columns[:GRID_COLUMNS])
+        lines.append(f"  {row.outcome:<8} {values}: {row.reason}")
+    return "\n".join(lines)
+
+
+def _short_text(value: Any) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
 
 
 # -- rendering (plain functions: testable without widgets) ---------------------------------------------
@@ -337,28 +353,20 @@ async def why_for(
 ) -> WhyReport:
     """Resolve the identity and explain, on the running loop's engine (nothing is committed)."""
     identity = await wb.resolve_identity(options.as_user, options.role, options.claims)
-    async with wb.engine().connect() as sa_conn:
-        raw = (await sa_conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        try:
-            if statement is not None and statement.strip():
-                return await explain_statement(raw, identity, statement, params=namespace, limit=options.limit)
-            if not options.table:
-                raise WhyError(
-                    "%sbwhy needs a table (%sbwhy --as USER TABLE [--where ...]) or, as a cell magic, a statement."
-                )
-            return await explain_rows(
-                raw,
-                identity,
-                options.table,
-                where=options.where,
-                params=namespace,
-                key=options.key,
-                operation=options.operation,
-                limit=options.limit,
-            )
-        finally:
-            await sa_conn.rollback()
+    if statement is not None and statement.strip():
+        return await explain(wb.engine(), identity, statement=statement, params=namespace, limit=options.limit)
+    if not options.table:
+        raise WhyError("%sbwhy needs a table (%sbwhy --as USER TABLE [--where ...]) or, as a cell magic, a statement.")
+    return await explain(
+        wb.engine(),
+        identity,
+        options.table,
+        where=options.where,
+        params=namespace,
+        key=options.key,
+        operation=options.operation,
+        limit=options.limit,
+    )
 
 
 def why_magic(wb: Workbench, line: str, cell: str | None = None, namespace: Mapping[str, object] | None = None) -> Any:

@@ -486,3 +486,37 @@ def test_explained_visible_equals_returned_by_the_real_query(demo_conn, identity
         assert all(row.observed == row.passes for row in report.rows), detail
 
     loop.run(check())
+
+
+# -- through a transaction pooler, on the workbench's engine ---------------------------------------------
+@pytest.mark.pgbouncer
+async def test_explain_through_pgbouncer_on_an_engine(dsn: str, pgbouncer) -> None:  # type: ignore[no-untyped-def]
+    from workbench.engine import create_engine
+    from workbench.policies.why import explain
+    from workbench.settings import ConnectionMode
+
+    engine = create_engine(pgbouncer.url, ConnectionMode.TRANSACTION)
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            alice = await user(conn, "alice@example.com")
+        finally:
+            await conn.close()
+        report = await explain(engine, alice, "why_t.docs")
+        assert explained_visible(report) == {1}
+        write = await explain(engine, alice, statement="update why_t.notes set body = 'x' where id = 1")
+        assert [r.outcome for r in write.rows] == ["allowed"] and write.observed_status == "UPDATE 1"
+        with pytest.raises(WhyError, match="not both"):
+            await explain(engine, alice, "why_t.docs", statement="delete from why_t.docs")
+        # the pooled server connections are left clean: no role, claims or row_security setting behind
+        async with engine.connect() as sa_conn:
+            raw = (await sa_conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            left = await raw.fetchrow(
+                "select current_user, current_setting('request.jwt.claims', true) as claims, "
+                "current_setting('row_security') as rs"
+            )
+            await sa_conn.rollback()
+        assert left["current_user"] == "postgres" and left["claims"] in (None, "") and left["rs"] == "on"
+    finally:
+        await engine.dispose()

@@ -732,13 +732,13 @@ async def _observe_existing(
     alias = quote_ident(tbl.name)
     type_name = f"{quote_ident(tbl.schema)}.{quote_ident(tbl.name)}"
     if op == "select":
+        # ctid = any(...) is a TID scan: only the candidate rows are read (and RLS-checked), whatever the size
         sql = (
             f"select {alias}.tableoid::int8, {alias}.ctid::text from {type_name} as {alias} "
-            f"where ({alias}.tableoid::int8, {alias}.ctid) in "
-            "(select o, c::tid from unnest($1::int8[], $2::text[]) as u(o, c))"
+            f"where {alias}.ctid = any($1::text[]::tid[])"
         )
         try:
-            seen = {(r[0], r[1]) for r in await session.as_identity(sql, [o for o, _ in ids], [c for _, c in ids])}
+            seen = {(r[0], r[1]) for r in await session.as_identity(sql, sorted({c for _, c in ids}))}
         except asyncpg.InsufficientPrivilegeError:
             return [False] * len(ids)
         except asyncpg.PostgresError:

@@ -1,7 +1,7 @@
 """IPython magics (``%load_ext workbench``): thin parsing over :mod:`workbench.core`.
 
 ``%sbconnect``, ``%%sbquery`` / ``%sbquery``, ``%sbimpersonate``, ``%sbwhoami``, and the widget
-openers ``%sbstorage``, ``%sbschema``, ``%sbmodels``, ``%sbpolicies``, ``%sbadvise``. Errors the user
+openers ``%sbstorage``, ``%sbschema``, ``%sbmodels``, ``%sbpolicies``, ``%sbadvise``, ``%sbwhy``. Errors the user
 can fix are shown as one short message with a hint, without a traceback from inside the libraries.
 """
 
@@ -209,6 +209,14 @@ class WorkbenchMagics(Magics):
         """Database advisors (Supabase's lints), grouped by level."""
         module = _optional("workbench.widgets.advisors", "%sbadvise")
         return module.advisors_magic(core.current(), line)
+
+    @line_cell_magic
+    def sbwhy(self, line: str, cell: str | None = None) -> Any:
+        """Why an identity sees (or may write) each row: ``%sbwhy --as USER TABLE [--where ...]``, or
+        ``%%sbwhy --as USER`` with an INSERT/UPDATE/DELETE in the cell."""
+        module = _optional("workbench.widgets.why", "%sbwhy")
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        return module.why_magic(core.current(), line, cell, namespace)
 
 
 def _optional(module_name: str, magic: str) -> Any:

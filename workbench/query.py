@@ -81,6 +81,9 @@ class QueryOutcome:
             )
         if self.status and not len(self.frame.columns):
             parts = [self.status]
+        if rows == 0 and len(self.frame.columns) and self.identity.role not in (None, "service_role"):
+            # No extra query: RLS may have hidden rows, and %sbwhy can say which policy did.
+            parts[0] = f"0 rows visible to {self.identity.describe()}: if rows exist, `%sbwhy` explains why"
         parts.append(f"{self.elapsed * 1000:,.1f} ms")
         parts.append(f"as {self.identity.describe()}")
         parts.append("committed" if self.committed else "read-only, rolled back")

@@ -45,6 +45,15 @@ async def test_policy_testing_notebook_runs() -> None:
         assert lint in text, lint
     assert 'alter policy "authors read" on lint_demo.comments' in text
     assert "revoke select on lint_demo.user_directory from anon, authenticated;" in text
+    # why: the four classic causes of an empty result, each diagnosed in one cell, and an UPDATE 0 explained
+    assert "no permissive SELECT policy for role authenticated: default deny on rows" in text
+    assert "role authenticated has no SELECT privilege on why_demo.notes" in text
+    assert "grant select on why_demo.notes to authenticated" in text
+    assert "0 of 2 rows visible to anon on why_demo.posts" in text
+    assert "the table's policies are for authenticated, not anon" in text
+    assert "policy 'team members read docs' is false for team_id=1" in text
+    assert "1 of 2 rows updatable by bob@example.com on public.tasks" in text
+    assert "2 of 3 rows visible to bob@example.com on public.tasks" in text
     # the measurement
     assert "100,000 rows, 1,000 visible to the user" in text and "InitPlan" in text
     # cleaned up: the policy restored, the schema gone, the data as it was

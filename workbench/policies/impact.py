@@ -808,9 +808,11 @@ def _explain(
         if t.table == change.table:
             out.append(f"table {t.change}")
     applied = set(bc.policies if bc else []) | set(ac.policies if ac else [])
-    for p in impact.policy_changes:
-        if p.table == change.table and p.name in applied:
-            out.append(f'policy "{p.name}" {p.change}')
+    touched = [p for p in impact.policy_changes if p.table == change.table and p.name in applied]
+    # An update or delete also applies SELECT policies; a changed policy of the command itself explains more.
+    own = [p for p in touched if p.command in (change.operation.upper(), "ALL")]
+    for p in own or touched:
+        out.append(f'policy "{p.name}" {p.change}')
     privilege = _PRIVILEGE[change.operation]
     for g in impact.grant_changes:
         if g.table == change.table and g.role == role and g.privilege == privilege:

@@ -608,17 +608,57 @@ async def _in_transaction(
     operations: Sequence[str],
     timeout_ms: int,
 ) -> PolicyImpact:
+    sequences = await _sequences(conn)
+    moved: dict[str, tuple[int | None, int]] = {}
     transaction = conn.transaction()
     await transaction.start()
     try:
         before = await _snapshot(conn, identities, tables, operations, timeout_ms)
         failure = await _apply_in_savepoint(conn, migration)
-        if failure is not None:
-            return _failed(migration, identities, "transaction", before, failure)
-        after = await _snapshot(conn, identities, tables, operations, timeout_ms)
+        moved = await _sequences(conn)
+        if failure is None:
+            after = await _snapshot(conn, identities, tables, operations, timeout_ms)
     finally:
         await transaction.rollback()
-    return compare(migration.name, identities, "transaction", before, after)
+        notes = await _restore_sequences(conn, sequences, moved)
+    impact = (
+        _failed(migration, identities, "transaction", before, failure)
+        if failure is not None
+        else compare(migration.name, identities, "transaction", before, after)
+    )
+    impact.notes += notes
+    return impact
+
+
+async def _sequences(conn: asyncpg.Connection) -> dict[str, tuple[int | None, int]]:
+    """``schema.sequence -> (last value or None when never used, start value)``."""
+    rows = await conn.fetch(
+        """select format('%I.%I', schemaname, sequencename) as name, last_value, start_value
+           from pg_catalog.pg_sequences where schemaname not in ('pg_catalog', 'information_schema')"""
+    )
+    return {r["name"]: (r["last_value"], r["start_value"]) for r in rows}
+
+
+async def _restore_sequences(
+    conn: asyncpg.Connection, before: dict[str, tuple[int | None, int]], moved: dict[str, tuple[int | None, int]]
+) -> list[str]:
+    """Sequences are not transactional: put back those the migration advanced, unless someone else has
+    used them since (then say so instead)."""
+    if not moved:
+        return []
+    now = await _sequences(conn)
+    notes = []
+    for name, (value, start) in before.items():
+        if name not in moved or moved[name][0] == value:
+            continue
+        if now.get(name, (None, 0))[0] != moved[name][0]:
+            notes.append(f"sequence {name} was advanced by the migration and used by another session since: left as is")
+            continue
+        if value is None:
+            await conn.execute("select pg_catalog.setval($1::regclass, $2, false)", name, start)
+        else:
+            await conn.execute("select pg_catalog.setval($1::regclass, $2, true)", name, value)
+    return notes
 
 
 async def _apply_in_savepoint(conn: asyncpg.Connection, migration: Migration) -> MigrationFailure | None:

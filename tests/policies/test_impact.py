@@ -297,3 +297,32 @@ def test_bad_migration_input_says_what_to_do(tmp_path: Path) -> None:
         load_migration("create table t (id int);\nrollback;")
     with pytest.raises(MigrationError, match="no SQL statement"):
         load_migration("-- nothing\n;")
+
+
+COMPOSITE = f"""
+drop policy "owners delete their tasks" on public.tasks;
+alter table public.announcements disable row level security;
+insert into public.memberships (org_id, user_id) values (2, '{ALICE}');
+create or replace function public.is_org_member(org bigint) returns boolean
+  language sql stable security definer set search_path = '' as $$
+  select exists (select 1 from public.memberships m where m.org_id = org and m.user_id = (select auth.uid()))
+     or org = 1
+$$;
+revoke update on public.profiles from authenticated;
+"""
+
+
+@pytest.mark.parametrize("migration", [COMPOSITE, LEAKY_HELPER, "comment on table public.tasks is 'x'"],
+                         ids=["composite", "leaky-helper", "comment"])  # fmt: skip
+async def test_only_affected_tables_are_tried_and_the_result_is_the_same(demo: str, migration: str) -> None:
+    quick = await policy_impact(demo, migration)
+    full = await policy_impact(demo, migration, full=True)
+    assert cells(quick) == cells(full)
+    assert [c.explained_by for c in quick.changes] == [c.explained_by for c in full.changes]
+    assert {(g.role, g.table, g.privilege) for g in quick.grant_changes} == {
+        (g.role, g.table, g.privilege) for g in full.grant_changes
+    }
+    assert full.after is not None and quick.after is not None
+    assert len(quick.after.tables) <= len(full.after.tables) == 6
+    if migration.startswith("comment"):
+        assert quick.after.tables == [] and any("6 table(s) left out" in n for n in quick.notes)

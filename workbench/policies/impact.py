@@ -457,11 +457,145 @@ async def _snapshot(
     operations: Sequence[str],
     statement_timeout_ms: int,
 ) -> _Snapshot:
-    matrix = await build_matrix(conn, identities, tables, operations, statement_timeout_ms=statement_timeout_ms)
+    """The matrix (``tables=[]``: none), advisors and catalog facts, in the transaction's current state."""
+    if tables is not None and not tables:
+        matrix = PolicyMatrix(identities=list(identities), tables=[], operations=list(operations), cells=[])  # type: ignore[arg-type]
+    else:
+        matrix = await build_matrix(conn, identities, tables, operations, statement_timeout_ms=statement_timeout_ms)
     lints = await run_advisors(conn)
     roles = sorted({i.role for i in identities if i.role})
     grants = await _grants(conn, roles, [t.qualified_name for t in matrix.tables])
     return _Snapshot(matrix, lints, grants, await _functions(conn), await _policy_reads(conn))
+
+
+# -- which tables a migration can have changed ---------------------------------------------------------
+@dataclass
+class _State:
+    """What decides a table's cells besides the identities: its catalog entries, its rows, what its
+    policies, triggers, defaults and constraints depend on, the API roles, and the functions."""
+
+    signatures: dict[str, str]  # schema.table -> md5 of its catalog entries (and its schema's grants)
+    writes: dict[str, int]  # schema.table -> rows inserted, updated or deleted in this transaction
+    depends: dict[str, set[str]]  # schema.table -> relations and functions it depends on
+    definer: dict[str, bool]  # function -> security definer
+    roles: str  # md5 of the roles' attributes and memberships
+    functions: dict[str, tuple[bool, str]]
+
+
+async def _state(conn: asyncpg.Connection) -> _State:
+    sig_rows = await conn.fetch(
+        """select format('%s.%s', n.nspname, c.relname) as tbl, md5(concat_ws('|', c.relacl::text, c.relrowsecurity,
+                  c.relforcerowsecurity, c.relowner, c.relfilenode, c.relkind, n.nspacl::text,
+                  (select string_agg(concat_ws(',', a.attname, a.atttypid, a.attnotnull, a.attacl::text,
+                          pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated), ';'
+                          order by a.attnum)
+                   from pg_catalog.pg_attribute a
+                   left join pg_catalog.pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+                   where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped),
+                  (select string_agg(k.conname || pg_catalog.pg_get_constraintdef(k.oid), ';' order by k.conname)
+                   from pg_catalog.pg_constraint k where k.conrelid = c.oid),
+                  (select string_agg(pg_catalog.pg_get_triggerdef(t.oid) || t.tgenabled::text, ';' order by t.tgname)
+                   from pg_catalog.pg_trigger t where t.tgrelid = c.oid and not t.tgisinternal),
+                  (select string_agg(concat_ws(',', p.polname, p.polcmd, p.polpermissive, p.polroles::text,
+                          pg_catalog.pg_get_expr(p.polqual, p.polrelid),
+                          pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)), ';' order by p.polname)
+                   from pg_catalog.pg_policy p where p.polrelid = c.oid),
+                  (select string_agg(pg_catalog.pg_get_indexdef(i.indexrelid), ';' order by i.indexrelid)
+                   from pg_catalog.pg_index i where i.indrelid = c.oid and i.indisunique))) as sig
+           from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+           where c.relkind in ('r', 'p', 'v', 'm', 'f')
+             and n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast')"""
+    )
+    writes = await conn.fetch(
+        """select format('%s.%s', schemaname, relname) as tbl, n_tup_ins + n_tup_upd + n_tup_del as writes
+           from pg_catalog.pg_stat_xact_user_tables"""
+    )
+    dep_rows = await conn.fetch(
+        """with objs as (
+             select p.polrelid as rel, 'pg_catalog.pg_policy'::regclass as classid, p.oid as objid
+               from pg_catalog.pg_policy p
+             union all select t.tgrelid, 'pg_catalog.pg_trigger'::regclass, t.oid
+               from pg_catalog.pg_trigger t where not t.tgisinternal
+             union all select d.adrelid, 'pg_catalog.pg_attrdef'::regclass, d.oid from pg_catalog.pg_attrdef d
+             union all select k.conrelid, 'pg_catalog.pg_constraint'::regclass, k.oid
+               from pg_catalog.pg_constraint k where k.conrelid <> 0)
+           select format('%s.%s', n.nspname, c.relname) as tbl,
+                  case when d.refclassid = 'pg_catalog.pg_class'::regclass
+                       then (select format('%s.%s', rn.nspname, rc.relname) from pg_catalog.pg_class rc
+                             join pg_catalog.pg_namespace rn on rn.oid = rc.relnamespace where rc.oid = d.refobjid)
+                       else (select fn.nspname || '.' || f.oid::pg_catalog.regprocedure::text
+                             from pg_catalog.pg_proc f join pg_catalog.pg_namespace fn on fn.oid = f.pronamespace
+                             where f.oid = d.refobjid) end as dep,
+                  d.refclassid = 'pg_catalog.pg_proc'::regclass as is_function
+           from objs o join pg_catalog.pg_depend d on d.classid = o.classid and d.objid = o.objid
+           join pg_catalog.pg_class c on c.oid = o.rel join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+           where d.refclassid in ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_proc'::regclass)
+             and d.refobjid <> o.rel"""
+    )
+    roles = await conn.fetchval(
+        """select md5(coalesce(string_agg(concat_ws(',', r.rolname, r.rolsuper, r.rolbypassrls, r.rolinherit,
+                  (select string_agg(m.roleid::text, ',' order by m.roleid) from pg_catalog.pg_auth_members m
+                   where m.member = r.oid)), ';' order by r.rolname), ''))
+           from pg_catalog.pg_roles r"""
+    )
+    functions = await _functions(conn)
+    depends: dict[str, set[str]] = {}
+    for r in dep_rows:
+        dep = r["dep"]
+        if dep is None:
+            continue
+        if r["is_function"]:
+            schema, _, rest = dep.partition(".")
+            dep = rest if rest.startswith(f"{schema}.") else dep
+        depends.setdefault(r["tbl"], set()).add(dep)
+    return _State(
+        signatures={r["tbl"]: r["sig"] for r in sig_rows},
+        writes={r["tbl"]: r["writes"] for r in writes},
+        depends=depends,
+        definer={name: definer for name, (definer, _) in functions.items()},
+        roles=roles,
+        functions=functions,
+    )
+
+
+def _affected(before: _State, after: _State, names: list[str]) -> set[str]:
+    """The tables of ``names`` whose cells the migration may have changed; the others provably keep theirs."""
+    if before.roles != after.roles:
+        return set(names)
+    catalog = {t for t in set(before.signatures) | set(after.signatures)
+               if before.signatures.get(t) != after.signatures.get(t)}  # fmt: skip
+    data = {t for t, n in after.writes.items() if n != before.writes.get(t, 0)}
+    changed_functions = {f for f in set(before.functions) | set(after.functions)
+                         if before.functions.get(f) != after.functions.get(f)}  # fmt: skip
+    out = set()
+    for name in names:
+        if name in catalog or name in data:
+            out.add(name)
+            continue
+        for dep in before.depends.get(name, set()) | after.depends.get(name, set()):
+            if dep in catalog or dep in data or dep in changed_functions:
+                out.add(name)
+                break
+            # A function body may read any table: new rows anywhere may change what it returns, and an
+            # invoker's function also sees other tables' policies and grants.
+            user_function = dep in after.functions and dep not in _CLAIM_FUNCTIONS
+            if user_function and (data or (not after.definer.get(dep, False) and catalog)):
+                out.add(name)
+                break
+    return out
+
+
+async def _matrix_tables(conn: asyncpg.Connection, tables: Sequence[str] | None) -> list[str]:
+    """The tables the matrix covers now: those given, else every table of public (as the matrix orders them)."""
+    if tables:
+        names = [t if "." in t else f"public.{t}" for t in tables]
+        return [n for n in names if await conn.fetchval("select pg_catalog.to_regclass($1) is not null", n)]
+    rows = await conn.fetch(
+        """select n.nspname || '.' || c.relname from pg_catalog.pg_class c
+           join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+           where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relispartition order by c.relname"""
+    )
+    return [r[0] for r in rows]
 
 
 # -- identities ----------------------------------------------------------------------------------------
@@ -558,12 +692,15 @@ async def policy_impact(
     operations: Sequence[str] = OPERATIONS,
     issuer: str = "http://127.0.0.1/auth/v1",
     statement_timeout_ms: int = 5000,
+    full: bool = False,
 ) -> PolicyImpact:
     """The policy matrix before and after ``migration``, and every difference; nothing is committed.
 
     ``identities``: the identities to try (identities, role names, or ``email+{claims}`` specs); by default
     anon, every user of ``auth.users``, ``extra_identities`` and service_role. ``tables``: by default every
-    table of public (tables the migration adds are included after it).
+    table of public (tables the migration adds are included after it). After the migration only the tables
+    it may have changed are tried again (their catalog entries, rows, or what they depend on changed);
+    ``full=True`` tries every table again.
     """
     import asyncpg
 
@@ -578,7 +715,7 @@ async def policy_impact(
             chosen = await impact_identities(conn, [*identities, *extra_identities], roles=(), max_users=0,
                                              issuer=issuer)  # fmt: skip
         if loaded.transactional:
-            impact = await _in_transaction(conn, loaded, chosen, tables, operations, statement_timeout_ms)
+            impact = await _in_transaction(conn, loaded, chosen, tables, operations, statement_timeout_ms, full)
         else:
             impact = await _on_copy(conn, dsn, loaded, chosen, tables, operations, statement_timeout_ms)
     finally:
@@ -607,20 +744,62 @@ async def _in_transaction(
     tables: Sequence[str] | None,
     operations: Sequence[str],
     timeout_ms: int,
+    full: bool = False,
 ) -> PolicyImpact:
+    """Everything inside one transaction that is rolled back.
+
+    Unless ``full``, the migration is first applied in a savepoint to see which tables it can affect
+    (:func:`_affected`), rolled back to it, and the matrix runs on those tables only, before and after
+    applying it again: the cost follows the size of the change, not of the schema.
+    """
     sequences = await _sequences(conn)
     moved: dict[str, tuple[int | None, int]] = {}
+    notes: list[str] = []
+    failure: MigrationFailure | None = None
     transaction = conn.transaction()
     await transaction.start()
     try:
-        before = await _snapshot(conn, identities, tables, operations, timeout_ms)
-        failure = await _apply_in_savepoint(conn, migration)
-        moved = await _sequences(conn)
-        if failure is None:
-            after = await _snapshot(conn, identities, tables, operations, timeout_ms)
+        if full:
+            before = await _snapshot(conn, identities, tables, operations, timeout_ms)
+            failure = await _apply_in_savepoint(conn, migration)
+            moved = await _sequences(conn)
+            if failure is None:
+                after = await _snapshot(conn, identities, tables, operations, timeout_ms)
+        else:
+            names_before = await _matrix_tables(conn, tables)
+            state = await _state(conn)
+            trial = conn.transaction()
+            await trial.start()
+            failure = await _apply(conn, migration)
+            if failure is None:
+                names_after = await _matrix_tables(conn, tables)
+                rerun = _affected(state, await _state(conn), names_after)
+            await trial.rollback()
+            moved = await _sequences(conn)  # sequences keep what the migration took
+            if failure is not None:
+                before = await _snapshot(conn, identities, tables, operations, timeout_ms)
+            else:
+                unknown = [t for t in tables or [] if f"{'' if '.' in t else 'public.'}{t}" not in
+                           set(names_before) | set(names_after)]  # fmt: skip
+                if unknown:
+                    raise PolicyMatrixError(f"No table {', '.join(unknown)} before or after the migration.")
+                scope_before = [n for n in names_before if n in rerun or n not in names_after]
+                before = await _snapshot(conn, identities, scope_before, operations, timeout_ms)
+                failure = await _apply_in_savepoint(conn, migration)
+                moved = await _sequences(conn)
+                if failure is None:
+                    scope_after = [n for n in names_after if n in rerun]
+                    after = await _snapshot(conn, identities, scope_after, operations, timeout_ms)
+                    skipped = len(set(names_before) | set(names_after)) - len(set(scope_before) | set(scope_after))
+                    if skipped:
+                        notes.append(
+                            f"{skipped} table(s) left out: the migration changes neither their catalog entries, "
+                            "their rows, nor anything their policies, triggers, defaults or keys depend on, so "
+                            "their cells cannot change (full=True / --full tries every table)"
+                        )
     finally:
         await transaction.rollback()
-        notes = await _restore_sequences(conn, sequences, moved)
+        notes += await _restore_sequences(conn, sequences, moved)
     impact = (
         _failed(migration, identities, "transaction", before, failure)
         if failure is not None

@@ -39,6 +39,8 @@ def add_parser(subparsers: Any) -> None:
     diff.add_argument("--as", dest="identities", nargs="+", action="extend", default=[], metavar="USER",
                       help="extra identities: a role, or a user (email or uuid) optionally +{json claims}")  # fmt: skip
     diff.add_argument("--tables", nargs="+", metavar="TABLE", help="only these tables (default: every table of public)")
+    diff.add_argument("--full", action="store_true", help="try every table after the migration, not only those "
+                      "it can affect (slower; the same changes)")  # fmt: skip
     diff.add_argument("--out", type=Path, help="also write the report to this file (e.g. a PR comment)")
     diff.set_defaults(func=cmd_diff)
 
@@ -86,7 +88,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     try:
         rules = load_allow_file(args.allow) if args.allow else None
         dsn = _dsn(args)
-        impact = policy_impact_sync(dsn, _migration(args), extra_identities=args.identities, tables=args.tables)
+        impact = policy_impact_sync(
+            dsn, _migration(args), extra_identities=args.identities, tables=args.tables, full=args.full
+        )
     except (PolicyMatrixError, SettingsError, StandInError, ValueError) as exc:
         print(f"error: {exc}", file=err)
         return EXIT_FAILED

@@ -140,4 +140,5 @@ async def impact_for(wb: Workbench, options: MatrixOptions) -> PolicyImpact:
         operations=options.operations,
         issuer=wb.issuer,
         statement_timeout_ms=options.timeout_ms,
+        full=True,  # the notebook shows the whole matrix before and after, not only the tables that change
     )

@@ -273,7 +273,7 @@ async def test_concurrent_index_runs_on_a_throwaway_copy(notes_db: str) -> None:
 
 def test_load_migration_from_text_file_and_folder(tmp_path: Path) -> None:
     text = load_migration("select 1;\n\n-- two\nselect $$;$$;\nbegin;\ncommit;")
-    assert [(s.line, s.index, s.sql) for s in text.statements] == [(1, 1, "select 1"), (3, 2, "-- two\nselect $$;$$")]
+    assert [(s.line, s.index, s.sql) for s in text.statements] == [(1, 1, "select 1"), (4, 2, "-- two\nselect $$;$$")]
     assert [s.sql for s in text.skipped] == ["begin", "commit"] and text.transactional
     (tmp_path / "b.sql").write_text("select 2;")
     (tmp_path / "a.sql").write_text("select 1;\ncreate index concurrently i on t (c);")

@@ -35,7 +35,7 @@ from workbench.policies.matrix import (
     build_matrix,
     split_user_spec,
 )
-from workbench.sqltext import SQLSyntaxError, split_statements
+from workbench.sqltext import SQLSyntaxError, TokenKind, split_statements, tokenize
 
 if TYPE_CHECKING:
     import asyncpg
@@ -158,7 +158,9 @@ def _parse(sql: str, source: str, name: str, first_index: int = 1) -> Migration:
     for text in texts:
         pos = sql.find(text, cursor)
         cursor = pos + len(text)
-        line = sql.count("\n", 0, pos) + 1
+        # the line of its first token, not of a comment above it
+        first = next((t.start for t in tokenize(text) if t.kind not in (TokenKind.SPACE, TokenKind.COMMENT)), 0)
+        line = sql.count("\n", 0, pos + first) + 1
         if _ROLLBACK.match(text):
             raise MigrationError(
                 f"{source}:{line}: the migration rolls back ({text.split()[0]}); a migration to check must not."

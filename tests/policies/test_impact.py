@@ -326,3 +326,24 @@ async def test_only_affected_tables_are_tried_and_the_result_is_the_same(demo: s
     assert len(quick.after.tables) <= len(full.after.tables) == 6
     if migration.startswith("comment"):
         assert quick.after.tables == [] and any("6 table(s) left out" in n for n in quick.notes)
+
+
+async def test_a_changed_function_behind_a_helper_is_followed(notes_db: str) -> None:
+    conn = await asyncpg.connect(notes_db)
+    try:
+        await conn.execute(
+            """create function public.inner_rule(n bigint) returns boolean language sql stable as $$ select n = 1 $$;
+               create function public.outer_rule(n bigint) returns boolean language sql stable security definer
+                 set search_path = '' as $$ select public.inner_rule(n) $$;
+               alter table public.notes enable row level security;
+               create policy "rule reads notes" on public.notes for select to anon using (public.outer_rule(id));"""
+        )
+    finally:
+        await conn.close()
+    sql = "create or replace function public.inner_rule(n bigint) returns boolean language sql as $$ select true $$"
+    quick = await policy_impact(notes_db, sql)
+    assert cells(quick) == {("anon", "public.notes", "select"): ("allowed (1 row)", "allowed (2 rows)")}
+    assert cells(quick) == cells(await policy_impact(notes_db, sql, full=True))
+    assert quick.change("anon", "notes", "select").explained_by == [
+        "a function its policies call may call a changed one: public.inner_rule(bigint) altered"
+    ]

@@ -578,10 +578,11 @@ def _affected(before: _State, after: _State, names: list[str]) -> set[str]:
             if dep in catalog or dep in data or dep in changed_functions:
                 out.add(name)
                 break
-            # A function body may read any table: new rows anywhere may change what it returns, and an
-            # invoker's function also sees other tables' policies and grants.
+            # A function body may read any table and call other functions: new rows anywhere or any changed
+            # function may change what it returns, and an invoker's function also sees other tables' policies.
             user_function = dep in after.functions and dep not in _CLAIM_FUNCTIONS
-            if user_function and (data or (not after.definer.get(dep, False) and catalog)):
+            invoker = not after.definer.get(dep, False)
+            if user_function and (data or changed_functions or (invoker and catalog)):
                 out.add(name)
                 break
     return out
@@ -1045,6 +1046,10 @@ def _explain(
             f = changed_functions[name]
             definer = "security definer " if f.security_definer else ""
             out.append(f"{definer}function {name} {f.change}")
+    calls = [r for r in change.reads if r.endswith(" (function)")]
+    if not out and calls and impact.function_changes:
+        changed = ", ".join(f"{f.function} {f.change}" for f in impact.function_changes)
+        out.append(f"a function its policies call may call a changed one: {changed}")
     if not out:
         out.append(
             "no catalog change on this table: the migration changed rows its policies read"

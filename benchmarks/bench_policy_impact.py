@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dsn", help="a PostgreSQL superuser DSN (default: a temporary local stand-in)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs (default 5)")
     parser.add_argument("--tables", type=int, default=100, help="tables in the synthetic schema (default 100)")
+    parser.add_argument("--json", help="write the measurements as JSON here")
     args = parser.parse_args(argv)
     standin = root = None
     dsn = args.dsn
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render_tables(result.measurements))
     for note in result.notes:
         print(f"- {note}")
+    if args.json:
+        Path(args.json).write_text(result.to_json())
     return 0
 
 

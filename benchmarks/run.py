@@ -36,6 +36,7 @@ SUITES = {
     "impersonation": "Impersonation overhead per query",
     "pool": "Pool throughput and p95 latency",
     "schema": "Reflection + model generation",
+    "policy_impact": "Policy impact of a migration",
 }
 PACKAGES = (
     "sqlalchemy",

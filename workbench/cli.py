@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         schema_cli = None  # the models command lands with the schema package
     if schema_cli is not None:
         schema_cli.add_parser(sub)
+    from workbench.policies import impact_cli
+
+    impact_cli.add_parser(sub)
     return parser
 
 

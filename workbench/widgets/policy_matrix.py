@@ -167,7 +167,8 @@ USAGE_EXAMPLES = """examples:
   %sbpolicies
   %sbpolicies --as alice@example.com bob@example.com --tables tasks projects
   %sbpolicies --as 'bob@example.com+{"user_role": "admin"}' --roles anon --ops select insert
-  %sbpolicies --tables tasks --export tests/test_policies.py"""
+  %sbpolicies --tables tasks --export tests/test_policies.py
+  %sbpolicies --migration supabase/migrations/20260101_teams.sql"""
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -188,6 +189,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ops", nargs="+", choices=OPERATIONS, metavar="OP",
                         help=f"operations among {', '.join(OPERATIONS)}; default: all")  # fmt: skip
     parser.add_argument("--export", metavar="PATH", help="also write the matrix as a pytest file")
+    parser.add_argument("--migration", metavar="PATH", help="the matrix before / after this migration (.sql file "
+                        "or folder), rolled back, with the changed cells highlighted")  # fmt: skip
     parser.add_argument("--timeout-ms", type=int, default=5000, help="statement timeout of each probe")
     parser.add_argument("-h", "--help", action="store_true", help="show this help")
     return parser
@@ -200,6 +203,7 @@ class MatrixOptions:
     tables: list[str] | None = None
     operations: list[str] = field(default_factory=lambda: list(OPERATIONS))
     export: str | None = None
+    migration: str | None = None
     timeout_ms: int = 5000
     help: bool = False
 
@@ -219,6 +223,7 @@ def parse_options(line: str) -> MatrixOptions:
         tables=args.tables,
         operations=args.ops or list(OPERATIONS),
         export=args.export,
+        migration=args.migration,
         timeout_ms=args.timeout_ms,
         help=args.help,
     )
@@ -250,6 +255,10 @@ def policy_matrix_magic(wb: Workbench, line: str) -> Any:
         help_text = w.HTML(f"<pre>{html.escape(make_parser().format_help())}</pre>")
         help_text.add_class("wb-policy-help")
         return help_text
+    if options.migration:
+        from workbench.widgets.policy_impact import PolicyImpactWidget, impact_for
+
+        return PolicyImpactWidget(wb.run(impact_for(wb, options)))
     matrix = wb.run(matrix_for(wb, options))
     status = ""
     if options.export:

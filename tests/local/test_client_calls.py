@@ -3,6 +3,7 @@ against the local stand-in, sync and async, errors included; mails are read from
 
 from __future__ import annotations
 
+import io
 import stat
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -300,3 +301,144 @@ def test_inbox_latest_names_what_it_holds(standin: LocalStandIn, email: str, inb
         inbox.latest(email, "recovery")
     with pytest.raises(LookupError, match="holds none"):
         inbox.latest("nobody-" + email)
+
+
+# ---------------------------------------------------------------------------------------------- storage
+
+
+def png(width: int, height: int, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def image_size(data: bytes) -> tuple[int, int, str]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return im.width, im.height, str(im.format)
+
+
+@pytest.fixture
+def public_bucket(standin: LocalStandIn) -> Iterator[str]:
+    """A public bucket with a small tree of files, removed afterwards."""
+    admin = client(standin, standin.keys().service_role_key)
+    name = f"calls-{uuid.uuid4().hex[:10]}"
+    admin.storage.create_bucket(name, options={"public": True})
+    files = admin.storage.from_(name)
+    for key in ("a.txt", "b.txt", "docs/one.txt", "docs/two.txt", "docs/deep/three.txt", "z.txt"):
+        files.upload(key, key.encode(), {"content-type": "text/plain"})
+    files.upload("pics/red.png", png(400, 200), {"content-type": "image/png"})
+    yield name
+    admin.storage.empty_bucket(name)
+    admin.storage.delete_bucket(name)
+
+
+def test_list_v2_pages_with_a_cursor(standin: LocalStandIn, public_bucket: str) -> None:
+    files = client(standin, standin.keys().service_role_key).storage.from_(public_bucket)
+    # One level, folders folded (as storage-api's with_delimiter), in name order, two per page.
+    seen_folders: list[str] = []
+    seen_objects: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        options: dict[str, Any] = {"with_delimiter": True, "limit": 2}
+        if cursor:
+            options["cursor"] = cursor
+        page = files.list_v2(options)  # type: ignore[arg-type]
+        pages += 1
+        seen_folders += [f.name for f in page.folders]
+        seen_objects += [o.name for o in page.objects]
+        if not page.hasNext:
+            assert page.nextCursor is None
+            break
+        cursor = page.nextCursor
+    assert pages == 3  # 6 entries, 2 a page
+    assert seen_folders == ["docs/", "pics/"] and seen_objects == ["a.txt", "b.txt", "z.txt"]
+    # Without a delimiter: every key under the prefix, flat.
+    flat = files.list_v2({"prefix": "docs/"})
+    assert [o.name for o in flat.objects] == ["docs/deep/three.txt", "docs/one.txt", "docs/two.txt"]
+    assert flat.folders == [] and flat.hasNext is False
+    assert all(o.metadata and o.metadata["size"] > 0 for o in flat.objects)
+
+
+async def test_list_v2_async_errors_and_unknown_routes(standin: LocalStandIn, public_bucket: str) -> None:
+    from storage3.exceptions import StorageApiError
+
+    admin = await acreate_client(standin.api_url(), standin.keys().service_role_key)
+    files = admin.storage.from_(public_bucket)
+    page = await files.list_v2({"prefix": "docs/", "with_delimiter": True})
+    assert [f.name for f in page.folders] == ["docs/deep/"]
+    with pytest.raises(StorageApiError) as bad_cursor:
+        await files.list_v2({"cursor": "not-a-cursor"})
+    assert bad_cursor.value.status == "400"
+    with pytest.raises(StorageApiError) as missing:
+        await admin.storage.from_("no-such-bucket-here").list_v2()
+    assert missing.value.status == "404"
+
+    # A Storage route the stand-in does not serve is Supabase's 404, never "Bucket not found" from upload.
+    key = standin.keys().service_role_key
+    for method, path in (("POST", "/object/public/x/y"), ("POST", "/upload/resumable"), ("GET", "/s3/bucket")):
+        res = httpx.request(method, f"{standin.api_url()}/storage/v1{path}", headers={"Authorization": f"Bearer {key}"})
+        assert res.status_code == 404, path
+        body = res.json()
+        assert set(body) == {"statusCode", "error", "message"} and body["statusCode"] == "404"
+        assert body["message"] == f"Route {method}:/storage/v1{path} not found"
+
+
+def test_download_content_disposition_on_public_and_signed_urls(standin: LocalStandIn, public_bucket: str) -> None:
+    files = client(standin, standin.keys().service_role_key).storage.from_(public_bucket)
+    expected = "attachment; filename=r%C3%A9sum%C3%A9.txt; filename*=UTF-8''r%C3%A9sum%C3%A9.txt"
+    public = httpx.get(files.get_public_url("a.txt", {"download": "résumé.txt"}))
+    assert public.status_code == 200 and public.headers["content-disposition"] == expected
+    signed = files.create_signed_url("a.txt", 60, {"download": True})
+    assert httpx.get(signed["signedURL"]).headers["content-disposition"] == (
+        "attachment; filename=a.txt; filename*=UTF-8''a.txt"
+    )
+
+
+async def test_image_transformations(standin: LocalStandIn, public_bucket: str) -> None:
+    sync_files = client(standin, standin.keys().service_role_key).storage.from_(public_bucket)
+    # Public URL with transform -> /render/image/public/...: cover crops to exactly the box.
+    url = sync_files.get_public_url("pics/red.png", {"transform": {"width": 100, "height": 100}})
+    assert "/render/image/public/" in url
+    res = httpx.get(url)
+    assert res.status_code == 200 and image_size(res.content) == (100, 100, "PNG")
+    # contain keeps the aspect ratio inside the box.
+    res = httpx.get(
+        sync_files.get_public_url("pics/red.png", {"transform": {"width": 100, "height": 100, "resize": "contain"}})
+    )
+    assert image_size(res.content)[:2] == (100, 50)
+    # A signed URL carries the transformation in its token.
+    signed = sync_files.create_signed_url(
+        "pics/red.png", 60, {"transform": {"width": 40, "height": 20, "resize": "fill"}}
+    )
+    assert "/render/image/sign/" in signed["signedURL"]
+    assert image_size(httpx.get(signed["signedURL"]).content)[:2] == (40, 20)
+    # download() with transform goes through /render/image/authenticated (async client).
+    admin = await acreate_client(standin.api_url(), standin.keys().service_role_key)
+    data = await admin.storage.from_(public_bucket).download(
+        "pics/red.png", {"transform": {"width": 50, "quality": 50}}
+    )
+    assert image_size(data) == (50, 25, "PNG")
+    # Bad parameters and non-images are refused clearly, never served untransformed.
+    bad = httpx.get(sync_files.get_public_url("pics/red.png", {"transform": {"width": 99999}}))
+    assert bad.status_code == 400 and "width must be between 1 and 2500" in bad.json()["message"]
+    text = httpx.get(sync_files.get_public_url("a.txt", {"transform": {"width": 10}}))
+    assert text.status_code == 400 and text.json()["statusCode"] == "422"
+
+
+def test_tokens_without_exp_are_refused_with_the_reason(standin: LocalStandIn) -> None:
+    from workbench.tokens import mint
+
+    keys = standin.keys()
+    no_exp = mint({"role": "service_role", "iss": "supabase"}, secret=keys.jwt_secret)
+    auth = httpx.get(
+        f"{standin.api_url()}/auth/v1/admin/users",
+        headers={"apikey": keys.anon_key, "Authorization": f"Bearer {no_exp}"},
+    )
+    assert auth.status_code == 403 and "no exp claim" in auth.json()["msg"] and "never expires" in auth.json()["msg"]
+    storage = httpx.get(f"{standin.api_url()}/storage/v1/bucket", headers={"Authorization": f"Bearer {no_exp}"})
+    assert storage.status_code == 400 and "no exp claim" in storage.json()["message"]

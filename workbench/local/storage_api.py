@@ -68,6 +68,16 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     )
 
 
+# The first path segments under /object that name a Storage operation, never a bucket to upload into.
+RESERVED_OBJECT_WORDS = frozenset(
+    {"list", "list-v2", "move", "copy", "sign", "info", "public", "authenticated", "upload", "s3"}
+)
+
+
+async def _unserved(request: Request) -> Response:
+    return await _not_found(request, HTTPException(404))
+
+
 def build_app(ctx: ApiContext) -> Starlette:
     """The Storage API as Starlette routes (mounted at ``/storage/v1`` by :mod:`workbench.local.api`)."""
     s = StorageService(ctx)
@@ -88,6 +98,10 @@ def build_app(ctx: ApiContext) -> Starlette:
         r("/bucket/{bucket}", s.update_bucket, ["PUT"]),
         r("/bucket/{bucket}", s.delete_bucket, ["DELETE"]),
         r("/object/list/{bucket}", s.list_objects, ["POST"]),
+        r("/object/list-v2/{bucket}", s.list_objects_v2, ["POST"]),
+        r("/render/image/public/{bucket}/{path:path}", s.render_public, ["GET"]),
+        r("/render/image/authenticated/{bucket}/{path:path}", s.render_authenticated, ["GET"]),
+        r("/render/image/sign/{bucket}/{path:path}", s.render_signed, ["GET"]),
         r("/object/move", s.move_object, ["POST"]),
         r("/object/copy", s.copy_object, ["POST"]),
         r("/object/sign/{bucket}", s.sign_urls, ["POST"]),
@@ -101,6 +115,8 @@ def build_app(ctx: ApiContext) -> Starlette:
         r("/object/public/{bucket}/{path:path}", s.download_public, ["GET"]),
         r("/object/authenticated/{bucket}/{path:path}", s.download_authenticated, ["GET"]),
         r("/object/{bucket}", s.remove_objects, ["DELETE"]),
+        # Routes Supabase has under /object that the stand-in does not serve: a 404, not an upload.
+        *(r(f"/object/{word}/{{rest:path}}", _unserved, ["POST", "PUT"]) for word in sorted(RESERVED_OBJECT_WORDS)),
         r(obj, s.upload, ["POST", "PUT"]),
         r(obj, s.download_default, ["GET"]),
         r(obj, s.remove_object, ["DELETE"]),

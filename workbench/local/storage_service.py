@@ -14,6 +14,7 @@ Errors have Supabase's shape ``{statusCode, code, error, message}`` and, like Su
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
 import hashlib
@@ -36,9 +37,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from workbench.identity import Identity
 from workbench.impersonation import apply_statement
 from workbench.local import blobs
+from workbench.local.storage_images import MAX_SOURCE_BYTES, Transform, render
 from workbench.tokens import (
     InvalidSignature,
     MalformedToken,
+    MissingClaim,
     TokenError,
     TokenExpired,
     TokenVerifier,
@@ -177,6 +180,11 @@ def _jwt_message(exc: TokenError) -> str:
         return "invalid signature"
     if isinstance(exc, MalformedToken):
         return "jwt malformed"
+    if isinstance(exc, MissingClaim) and exc.reason.endswith(" exp"):
+        return (
+            "jwt has no exp claim: the local stand-in refuses tokens that never expire (Supabase accepts "
+            "them for the service role); mint the token with an expiry"
+        )
     return exc.reason
 
 
@@ -424,6 +432,79 @@ class StorageService:
             raise bad_request("body/sortBy/order must be asc or desc")
         rows = await self.search(caller, bucket_id, prefix, search, column, order, limit, offset)
         return JSONResponse(rows)
+
+    async def list_objects_v2(self, request: Request) -> Response:
+        """``POST /object/list-v2/{bucket}``: keys under a prefix in name order, cursor-paged; with
+        ``with_delimiter`` one level only, the deeper keys folded into folders (``a/b/``)."""
+        caller = await self.caller(request)
+        bucket_id = check_bucket_name(request.path_params["bucket"])
+        body = await self.json_body(request)
+        prefix = body.get("prefix") or ""
+        cursor = body.get("cursor")
+        delimiter = body.get("with_delimiter", False)
+        limit = body.get("limit", LIST_V2_MAX)
+        sort = body.get("sortBy") or {}
+        if not isinstance(prefix, str):
+            raise bad_request("body/prefix must be string")
+        if cursor is not None and not isinstance(cursor, str):
+            raise bad_request("body/cursor must be string")
+        if not isinstance(delimiter, bool):
+            raise bad_request("body/with_delimiter must be boolean")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= LIST_V2_MAX:
+            raise bad_request(f"body/limit must be an integer between 1 and {LIST_V2_MAX}")
+        if not isinstance(sort, dict):
+            raise bad_request("body/sortBy must be object")
+        column = sort.get("column") or "name"
+        order = str(sort.get("order") or "asc").lower()
+        if column != "name":
+            raise bad_request(
+                f"body/sortBy/column {column!r} is not served by the local stand-in's list-v2: cursor paging "
+                "here is by name only (use list() to sort by dates)"
+            )
+        if order not in ("asc", "desc"):
+            raise bad_request("body/sortBy/order must be asc or desc")
+        after = _decode_cursor(cursor) if cursor else None
+        if bucket_id and await self.bucket_or_none(bucket_id) is None:
+            raise no_such_bucket()
+        compare = ">" if order == "asc" else "<"
+        sql = f"""
+            with matched as (
+              select name, id, updated_at, created_at, last_accessed_at, metadata,
+                     case when $3 and strpos(substr(name, length($2) + 1), '/') > 0
+                          then left(name, length($2) + strpos(substr(name, length($2) + 1), '/')) end as folder
+              from storage.objects where bucket_id = $1 and starts_with(name, $2)
+            ), entries as (
+              select folder as name, null::uuid as id, null::timestamptz as updated_at,
+                     null::timestamptz as created_at, null::timestamptz as last_accessed_at, null::jsonb as metadata
+              from matched where folder is not null group by folder
+              union all
+              select name, id, updated_at, created_at, last_accessed_at, metadata from matched where folder is null
+            )
+            select * from entries where $4::text is null or name collate "C" {compare} $4::text collate "C"
+            order by name collate "C" {order} limit $5
+        """
+        async with self.transaction(caller) as conn:
+            rows = await conn.fetch(sql, bucket_id, prefix, delimiter, after, limit + 1)
+        has_next = len(rows) > limit
+        rows = rows[:limit]
+        folders = [{"name": r["name"], "key": r["name"]} for r in rows if r["id"] is None]
+        objects = [
+            {
+                "id": str(r["id"]),
+                "name": r["name"],
+                "key": r["name"],
+                "updated_at": _iso(r["updated_at"]),
+                "created_at": _iso(r["created_at"]),
+                "last_accessed_at": _iso(r["last_accessed_at"]),
+                "metadata": _json_value(r["metadata"]),
+            }
+            for r in rows
+            if r["id"] is not None
+        ]
+        out: dict[str, Any] = {"hasNext": has_next, "folders": folders, "objects": objects}
+        if has_next and rows:
+            out["nextCursor"] = _encode_cursor(rows[-1]["name"])
+        return JSONResponse(out)
 
     async def search(
         self,
@@ -811,8 +892,15 @@ class StorageService:
         name = request.path_params["path"]
         body = await self.json_body(request)
         expires_in = self._expires_in(body)
+        transform = body.get("transform")
+        if transform is not None and not isinstance(transform, dict):
+            raise bad_request("body/transform must be object")
         await self.find_object(bucket_id, name, caller)
         url = f"{bucket_id}/{name}"
+        if transform:  # Supabase signs the transformations into the token and points at the render route
+            text = Transform.parse(transform).as_text()
+            token = self._sign({"url": url, "transformations": text}, expires_in)
+            return JSONResponse({"signedURL": f"/render/image/sign/{_encoded(url)}?token={token}"})
         token = self._sign({"url": url}, expires_in)
         return JSONResponse({"signedURL": f"/object/sign/{_encoded(url)}?token={token}"})
 
@@ -864,6 +952,45 @@ class StorageService:
         row = await self.find_object(bucket_id, name, None)
         return self.object_response(row, request)
 
+    # -- image rendering -----------------------------------------------------------------------------
+    def rendered(self, row: Mapping[str, Any], request: Request, transform: Transform) -> Response:
+        """The object's bytes through Pillow (read whole: images to transform are capped at 25 MB)."""
+        path = blobs.blob_path(self.storage_dir, row["version"])
+        try:
+            if path.stat().st_size > MAX_SOURCE_BYTES:
+                raise StorageError(
+                    413, "EntityTooLarge", "Image too large to transform (over 25 MB)", "Payload too large"
+                )
+            data = path.read_bytes()
+        except (FileNotFoundError, ValueError):
+            raise no_such_key() from None
+        out, mimetype = render(data, transform)
+        meta = _json_value(row["metadata"]) or {}
+        headers = {"cache-control": str(meta.get("cacheControl") or "no-cache")}
+        download = request.query_params.get("download")
+        if download is not None:
+            headers["content-disposition"] = content_disposition(download or str(row["name"]).rsplit("/", 1)[-1])
+        return Response(out, media_type=mimetype, headers=headers)
+
+    async def render_public(self, request: Request) -> Response:
+        transform = Transform.parse(request.query_params)
+        _, row = await self.read_target(request, "public")
+        return self.rendered(row, request, transform)
+
+    async def render_authenticated(self, request: Request) -> Response:
+        transform = Transform.parse(request.query_params)
+        _, row = await self.read_target(request, "authenticated")
+        return self.rendered(row, request, transform)
+
+    async def render_signed(self, request: Request) -> Response:
+        bucket_id = check_bucket_name(request.path_params["bucket"])
+        name = request.path_params["path"]
+        claims = await self.verify_url_token(request, bucket_id, name)
+        text = claims.get("transformations")
+        transform = Transform.from_text(text) if isinstance(text, str) else Transform()
+        row = await self.find_object(bucket_id, name, None)
+        return self.rendered(row, request, transform)
+
     async def sign_upload_url(self, request: Request) -> Response:
         caller = await self.caller(request)
         bucket_id = check_bucket_name(request.path_params["bucket"])
@@ -887,6 +1014,21 @@ class StorageService:
         owner = claims.get("owner") if isinstance(claims.get("owner"), str) else None
         result = await self.store_upload(request, bucket_id, name, None, owner, bool(claims.get("upsert")))
         return JSONResponse({"Key": result["Key"]})
+
+
+def _encode_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(f"l:{name}".encode()).decode("ascii")
+
+
+def _decode_cursor(cursor: str) -> str:
+    """The last key of the previous page; anything else is a 400, not a query with garbage."""
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8")
+    except (ValueError, UnicodeError):
+        raise bad_request("body/cursor is not a cursor this API returned") from None
+    if not text.startswith("l:") or "\x00" in text:
+        raise bad_request("body/cursor is not a cursor this API returned")
+    return text[2:]
 
 
 def _has_nul(value: Any) -> bool:

@@ -18,8 +18,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from workbench.identity import IdentityError
 from workbench.local import blobs
-from workbench.local.storage_errors import StorageError, from_db
+from workbench.local.storage_errors import StorageError, bad_request, from_db
 from workbench.local.storage_names import check_key
 from workbench.local.storage_service import Handler, StorageService
 
@@ -43,6 +44,8 @@ def _endpoint(handler: Handler) -> Handler:
             return exc.response()
         except asyncpg.PostgresError as exc:
             return from_db(exc).response()
+        except IdentityError as exc:  # claims PostgreSQL cannot carry (a NUL, absurd nesting)
+            return bad_request(str(exc)).response()
         except ClientDisconnect:
             return Response(status_code=499)
 

@@ -442,3 +442,36 @@ def test_tokens_without_exp_are_refused_with_the_reason(standin: LocalStandIn) -
     assert auth.status_code == 403 and "no exp claim" in auth.json()["msg"] and "never expires" in auth.json()["msg"]
     storage = httpx.get(f"{standin.api_url()}/storage/v1/bucket", headers={"Authorization": f"Bearer {no_exp}"})
     assert storage.status_code == 400 and "no exp claim" in storage.json()["message"]
+
+
+# ---------------------------------------------------------------------------------------------- inbox readers
+
+
+def test_inbox_from_the_cli_and_the_magic(
+    standin: LocalStandIn, email: str, inbox: Inbox, settings: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json as jsonlib
+
+    from IPython.testing.globalipapp import get_ipython, start_ipython
+
+    from workbench import core
+    from workbench.cli import main
+
+    client(standin).auth.reset_password_for_email("alice@example.com")
+    client(standin).auth.sign_in_with_otp({"email": email})
+    mail = inbox.latest(email, "magiclink")
+
+    assert main(["local", "inbox", "--dir", str(standin.data_dir), "--to", email, "--json"]) == 0
+    listed = jsonlib.loads(capsys.readouterr().out)
+    assert [m["id"] for m in listed] == [mail.id] and listed[0]["token_hash"] == mail.token_hash
+    assert main(["local", "inbox", "--dir", str(standin.data_dir), "--to", email]) == 0
+    text = capsys.readouterr().out
+    assert f"code: {mail.otp}" in text and mail.link in text
+
+    shell = start_ipython() or get_ipython()
+    assert shell is not None
+    shell.run_line_magic("load_ext", "workbench")
+    core.connect(settings)
+    shown = shell.run_line_magic("sbinbox", email)
+    assert [m.id for m in shown] == [mail.id]
+    assert any(m.to == "alice@example.com" and m.type == "recovery" for m in shell.run_line_magic("sbinbox", ""))

@@ -121,3 +121,15 @@ class Inbox:
                 file.unlink(missing_ok=True)
                 count += 1
         return count
+
+
+def describe(messages: list[Message]) -> str:
+    """The inbox as text for the CLI and the magic: newest last, each with its link and code (the
+    reader asked for their own local mail; nothing here is ever logged)."""
+    if not messages:
+        return "The local inbox is empty."
+    lines = []
+    for m in messages:
+        lines.append(f"{m.created_at}  {m.type:<12} to {m.to}  — {m.subject}")
+        lines.append(f"    code: {m.otp}    link: {m.link}")
+    return "\n".join(lines)

@@ -126,9 +126,20 @@ async def test_sign_up_without_autoconfirm_waits_for_the_inbox(
             {"email": email, "token": "000000" if mail.otp != "000000" else "111111", "type": "signup"}
         )
     assert (wrong.value.status, wrong.value.code) == (403, "otp_expired")
+    # resend: a new code, and the earlier one stops working.
+    await c.auth.resend({"type": "signup", "email": email})
+    newer = inbox.latest(email, "signup")
+    assert newer.id != mail.id and newer.token_hash != mail.token_hash
+    with pytest.raises(AuthApiError) as stale:
+        await c.auth.verify_otp({"token_hash": mail.token_hash, "type": "signup"})
+    assert stale.value.code == "otp_expired"
+    mail = newer
     verified = await c.auth.verify_otp({"email": email, "token": mail.otp, "type": "signup"})
     assert verified.session is not None and verified.user is not None
     assert verified.user.email_confirmed_at is not None
+    with pytest.raises(AuthApiError) as done:
+        await c.auth.resend({"type": "signup", "email": email})
+    assert done.value.status == 422
     # A code works once.
     with pytest.raises(AuthApiError) as reused:
         await c.auth.verify_otp({"email": email, "token": mail.otp, "type": "signup"})

@@ -1346,6 +1346,38 @@ class AuthService:
         await self._mail(user["id"], kind, email, redirect_to, _pkce(body))
         return JSONResponse({})
 
+    async def resend(self, request: Request) -> Response:
+        """``POST /resend``: the sign-up or email-change mail again, with a new code (the old one stops working)."""
+        body = _body_object(await _json_body(request))
+        kind = _opt(body, "type", str) or ""
+        if kind in ("sms", "phone_change"):
+            raise AuthApiError(422, "phone_provider_disabled", "The local stand-in sends no SMS")
+        if kind not in ("signup", "email_change"):
+            raise _bad_request(
+                "validation_failed", "Missing one of these types: signup, email_change, sms, phone_change"
+            )
+        email = _opt(body, "email", str)
+        if not email:
+            raise _bad_request("validation_failed", "An email address is required")
+        email = _validate_email(email)
+        user = await self._user_by_email(self.pool, email)
+        if user is None:
+            return JSONResponse({})  # as for /recover: no probing which addresses exist
+        redirect_to = self._redirect_to(request, body)
+        if kind == "signup":
+            if user["email_confirmed_at"] is not None:
+                raise AuthApiError(422, "email_address_not_authorized", "Email address already confirmed")
+            await self._mail(user["id"], "signup", email, redirect_to, _pkce(body))
+            return JSONResponse({})
+        pending = await self.pool.fetchval(
+            "select relates_to from auth.one_time_tokens where user_id = $1 and token_type = 'email_change_token_new'",
+            user["id"],
+        )
+        if pending is None:
+            raise _bad_request("validation_failed", "There is no email change to confirm for this address")
+        await self._mail(user["id"], "email_change", pending, redirect_to, _pkce(body))
+        return JSONResponse({})
+
     async def invite(self, request: Request) -> Response:
         """``POST /invite`` (service role): create the user if needed and mail an invite."""
         await self._admin(request)
@@ -1561,6 +1593,7 @@ def build_app(ctx: ApiContext) -> Starlette:
         Route("/user", ep(service.update_user), methods=["PUT"]),
         Route("/signup", ep(service.signup), methods=["POST"]),
         Route("/recover", ep(service.recover), methods=["POST"]),
+        Route("/resend", ep(service.resend), methods=["POST"]),
         Route("/otp", ep(service.otp), methods=["POST"]),
         Route("/magiclink", ep(service.otp), methods=["POST"]),
         Route("/verify", ep(service.verify), methods=["POST"]),

@@ -205,6 +205,16 @@ def test_bad_auth_input_is_a_4xx_in_gotrue_shape(api: ApiProcess, standin: Local
     auth_error(
         httpx.get(f"{api.url}/auth/v1/admin/users", params={"page": "3", "per_page": str(2**62)}, headers=admin), 400
     )
+    auth_error(httpx.get(f"{api.url}/auth/v1/admin/users", params={"filter": "a\x00"}, headers=admin), 400)
+    auth_error(
+        httpx.post(
+            f"{api.url}/auth/v1/recover",
+            params={"redirect_to": "http://x/\r\nSet-Cookie: a=b"},
+            json={"email": "a@example.com"},
+            headers=anon,
+        ),
+        400,
+    )
     # An absurd ban: longer than Go's duration can hold.
     users = httpx.get(f"{api.url}/auth/v1/admin/users", headers=admin).json()["users"]
     res = httpx.put(

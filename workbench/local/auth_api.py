@@ -556,6 +556,13 @@ def _json_problem(value: Any, depth: int = 0) -> str | None:
     return None
 
 
+def _check_query(request: Request) -> None:
+    """Control characters in a query value (a NUL, a CR/LF bound for a Location header) are a 400."""
+    for name, value in request.query_params.multi_items():
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name + value):
+            raise _bad_request("validation_failed", f"The query parameter {name[:40]!r} contains control characters")
+
+
 def _body_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _bad_request("bad_json", "Could not parse request body as JSON: expected an object")
@@ -636,6 +643,7 @@ class AuthService:
                 if rejected is not None:
                     return rejected
             try:
+                _check_query(request)
                 return await handler(request)
             except (AuthApiError, OAuthError) as exc:
                 return _error_response(request, exc)
@@ -1119,6 +1127,8 @@ class AuthService:
 
     def _redirect_to(self, request: Request, body: Mapping[str, Any] | None = None) -> str:
         value = request.query_params.get("redirect_to") or (body or {}).get("redirect_to") or ""
+        if isinstance(value, str) and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            raise _bad_request("validation_failed", "redirect_to contains control characters")
         return value if isinstance(value, str) and value else self.settings.site_url
 
     async def _one_time_token(

@@ -110,7 +110,7 @@ def _short_exp() -> dict[str, int]:
 def parse_claims(text: str) -> dict[str, Any]:
     """Parse a claims JSON object, with an error that points at the problem."""
     if "\x00" in text:
-        raise IdentityError("The claims contain a NUL character, which PostgreSQL cannot store. Remove it.")
+        raise IdentityError("The claims JSON contains a NUL character, which PostgreSQL cannot store. Remove it.")
     try:
         value = json.loads(text)
     except RecursionError:
@@ -140,10 +140,12 @@ def check_claims(claims: Mapping[str, Any]) -> None:
     while stack:
         value, depth = stack.pop()
         if depth > MAX_CLAIMS_DEPTH:
-            raise IdentityError(f"The claims are nested more than {MAX_CLAIMS_DEPTH} levels deep; flatten them.")
+            raise IdentityError(f"The claims JSON is nested more than {MAX_CLAIMS_DEPTH} levels deep; flatten it.")
         if isinstance(value, str):
             if "\x00" in value:
-                raise IdentityError("The claims contain a NUL character, which PostgreSQL cannot store. Remove it.")
+                raise IdentityError(
+                    "The claims JSON contains a NUL character, which PostgreSQL cannot store. Remove it."
+                )
         elif isinstance(value, Mapping):
             stack.extend((k, depth + 1) for k in value)
             stack.extend((v, depth + 1) for v in value.values())

@@ -45,6 +45,8 @@ def _print_status(status: StandInStatus, standin: LocalStandIn, as_json: bool) -
 
 def cmd_local(args: argparse.Namespace) -> int:
     standin = _standin(args)
+    if args.action == "inbox":
+        return _inbox(standin, args)
     action: dict[str, Callable[[], StandInStatus]] = {
         "start": lambda: standin.start(demo=not args.no_demo),
         "stop": standin.stop,
@@ -55,6 +57,19 @@ def cmd_local(args: argparse.Namespace) -> int:
     _print_status(status, standin, args.json)
     if args.action == "status" and not (status.db_running and status.api_running):
         return 1
+    return 0
+
+
+def _inbox(standin: LocalStandIn, args: argparse.Namespace) -> int:
+    """``workbench local inbox [--to ADDRESS] [--clear] [--json]``: the mails the local Auth caught."""
+    from workbench.local.inbox import Inbox, describe
+
+    inbox = Inbox(standin.data_dir)
+    if args.clear:
+        print(f"Deleted {inbox.clear()} messages.")
+        return 0
+    messages = inbox.messages(args.to)
+    print(json.dumps([m.as_dict() for m in messages], indent=2) if args.json else describe(messages))
     return 0
 
 
@@ -69,10 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     local = sub.add_parser("local", help="the embedded local Supabase stand-in")
-    local.add_argument("action", choices=["start", "stop", "status", "reset"])
+    local.add_argument("action", choices=["start", "stop", "status", "reset", "inbox"])
     local.add_argument("--dir", type=Path, default=None, help="data folder (default $WORKBENCH_LOCAL_DIR)")
     local.add_argument("--json", action="store_true", help="machine-readable output")
     local.add_argument("--no-demo", action="store_true", help="do not load the demo app into a new stand-in")
+    local.add_argument("--to", default=None, help="inbox: only the messages to this address")
+    local.add_argument("--clear", action="store_true", help="inbox: delete every message")
     local.set_defaults(func=cmd_local)
 
     doctor = sub.add_parser("doctor", help="check settings, database, roles and local services")

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from workbench.settings import ConnectionMode, Settings
+from workbench.settings import ConnectionMode, Settings, asyncpg_engine_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -72,6 +72,7 @@ def create_engine(
         url = url.set(drivername="postgresql+asyncpg")
         mode = ConnectionMode(mode) if mode is not None else ConnectionMode.DIRECT
 
+    url = asyncpg_engine_url(url)  # ?sslmode=require (as the dashboard offers it) -> asyncpg's ssl
     connect_args: dict[str, Any] = {"server_settings": {"application_name": opts.application_name}}
     if mode is ConnectionMode.TRANSACTION:
         connect_args |= transaction_safe_connect_args()

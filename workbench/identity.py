@@ -69,6 +69,7 @@ class Identity:
         role = claims.get("role")
         if not isinstance(role, str):
             raise IdentityError("The claims have no 'role' string; a Supabase token always carries one.")
+        check_claims(claims)
         sub = claims.get("sub")
         return cls(role=role, claims=dict(claims), label=label or str(claims.get("email") or sub or role))
 
@@ -77,6 +78,7 @@ class Identity:
         if extra is None or extra == "":
             return self
         parsed = parse_claims(extra) if isinstance(extra, str) else dict(extra)
+        check_claims(parsed)
         merged = dict(self.claims or {}) | parsed
         role = self.role
         if "role" in parsed:
@@ -107,8 +109,14 @@ def _short_exp() -> dict[str, int]:
 
 def parse_claims(text: str) -> dict[str, Any]:
     """Parse a claims JSON object, with an error that points at the problem."""
+    if "\x00" in text:
+        raise IdentityError("The claims JSON contains a NUL character, which PostgreSQL cannot store. Remove it.")
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise IdentityError(
+            f"The claims are nested too deeply for JSON parsing (keep them under {MAX_CLAIMS_DEPTH} levels)."
+        ) from None
     except json.JSONDecodeError as exc:
         raise IdentityError(
             f"The claims are not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
@@ -118,7 +126,31 @@ def parse_claims(text: str) -> dict[str, Any]:
         raise IdentityError(
             f'The claims must be a JSON object such as {{"user_role": "admin"}}, not {type(value).__name__}.'
         )
+    check_claims(value)
     return value
+
+
+MAX_CLAIMS_DEPTH = 64
+
+
+def check_claims(claims: Mapping[str, Any]) -> None:
+    """Refuse what PostgreSQL's ``request.jwt.claims`` cannot carry: a NUL (``\\u0000``) anywhere, or
+    nesting deeper than :data:`MAX_CLAIMS_DEPTH` (real tokens are a few levels deep)."""
+    stack: list[tuple[Any, int]] = [(claims, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_CLAIMS_DEPTH:
+            raise IdentityError(f"The claims JSON is nested more than {MAX_CLAIMS_DEPTH} levels deep; flatten it.")
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise IdentityError(
+                    "The claims JSON contains a NUL character, which PostgreSQL cannot store. Remove it."
+                )
+        elif isinstance(value, Mapping):
+            stack.extend((k, depth + 1) for k in value)
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend((v, depth + 1) for v in value)
 
 
 async def user_identity(

@@ -166,6 +166,19 @@ class WorkbenchMagics(Magics):
         )
         return None
 
+    @line_magic
+    def sbinbox(self, line: str) -> Any:
+        """Show the local stand-in's inbox (``%sbinbox [ADDRESS]``); returns the messages as a list."""
+        from workbench.local.inbox import Inbox, describe
+
+        settings = core.current().settings
+        if settings.local_dir is None:
+            raise UsageError("%sbinbox reads the local stand-in's inbox; this notebook is connected elsewhere.")
+        messages = Inbox(settings.local_dir).messages(line.strip() or None)
+        text = describe(messages)
+        _show(f"<pre class='wb-inbox'>{_esc(text)}</pre>", text)
+        return messages
+
     # -- widget openers (modules land independently; each says what is missing) ----------------------
     @line_magic
     def sbstorage(self, line: str) -> Any:

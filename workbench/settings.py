@@ -11,7 +11,7 @@ import enum
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +27,48 @@ SESSION_PORT = 5432
 _REF = re.compile(r"^[a-z0-9]{6,40}$")
 _ROLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
 _PG_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"}
+
+
+# libpq's sslmode values (the dashboard's connection strings may carry ``?sslmode=require``).
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# libpq parameters SQLAlchemy's asyncpg dialect would hand to asyncpg.connect() as unknown keywords.
+_LIBPQ_ONLY = (
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslcrl",
+    "sslpassword",
+    "sslnegotiation",
+    "channel_binding",
+    "gssencmode",
+    "connect_timeout",
+    "application_name",
+    "options",
+    "keepalives",
+)
+
+
+def asyncpg_engine_url(url: URL) -> URL:
+    """The URL for SQLAlchemy's asyncpg dialect, which passes query parameters to ``asyncpg.connect`` as
+    keywords: libpq's ``sslmode`` becomes asyncpg's ``ssl`` (same values); other libpq-only parameters
+    are a :class:`SettingsError` naming the fix instead of a ``TypeError`` at the first query.
+
+    DSN strings handed to ``asyncpg.connect`` directly keep ``sslmode``: asyncpg's DSN parser reads it.
+    """
+    query = dict(url.query)
+    mode = query.pop("sslmode", None)
+    unsupported = sorted(k for k in query if k in _LIBPQ_ONLY)
+    if unsupported:
+        raise SettingsError(
+            f"{ENV_PREFIX}DB_URL: {', '.join(unsupported)} in the URL is a libpq parameter the asyncpg driver "
+            "does not take. Fix: remove it (sslmode=require is supported; set the application name with "
+            f"{ENV_PREFIX}APPLICATION_NAME)."
+        )
+    if mode is not None:
+        if isinstance(mode, tuple) or mode not in SSL_MODES:
+            raise SettingsError(f"{ENV_PREFIX}DB_URL: sslmode must be one of {', '.join(SSL_MODES)}.")
+        query["ssl"] = mode
+    return url.set(query=query)
 
 
 class ConnectionMode(enum.StrEnum):
@@ -118,6 +160,11 @@ class Settings(BaseSettings):
             port = parts.port or SESSION_PORT
         except ValueError:
             raise _Problem("db_url", "has a port that is not a number. Fix: use 5432 or 6543.") from None
+        modes = [v for k, v in parse_qsl(parts.query) if k == "sslmode"]
+        if modes and (len(modes) > 1 or modes[0] not in SSL_MODES):
+            raise _Problem(
+                "db_url", f"has an sslmode that is not one of {', '.join(SSL_MODES)}. Fix: use sslmode=require."
+            )
         host, user = parts.hostname, parts.username or ""
         if host.endswith(".pooler.supabase.com"):
             self._check_pooler(host, port, user, "db_url")

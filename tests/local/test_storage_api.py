@@ -416,7 +416,7 @@ async def test_signed_urls(standin: LocalStandIn, alice: Any) -> None:
     download = httpx.get(
         (await resolve(docs.create_signed_url(f"{ALICE}/notes.txt", 60, {"download": "n.txt"})))["signedURL"]
     )
-    assert download.headers["content-disposition"] == "attachment; filename*=UTF-8''n.txt"
+    assert download.headers["content-disposition"] == "attachment; filename=n.txt; filename*=UTF-8''n.txt"
 
     many = await resolve(docs.create_signed_urls([f"{ALICE}/notes.txt", f"{BOB}/plan.txt", f"{ALICE}/nope"], 60))
     assert [m["error"] is None for m in many] == [True, False, False]

@@ -39,6 +39,17 @@ def test_auth_jwt_fastapi_runs(tmp_path: Path) -> None:
     assert "insufficient_scope" in text and "service-role key  -> 200" in text
     assert "Auth API after sign-out: 403 session_not_found" in text
     assert "FastAPI (local verification) after sign-out: 200 alice@example.com" in text
+    # Section 7: sign-up confirmed through the local inbox, an anonymous user, metadata reaching auth.jwt().
+    assert "after sign-up: session None | email confirmed: False" in text
+    assert "sign-in before confirming -> 400 email_not_confirmed" in text
+    assert "inbox: 'Confirm Your Signup' (type signup) with a 6-digit code and a link" in text
+    assert "after verify_otp: signed in True | email confirmed: True" in text
+    assert "anonymous user: True | role: authenticated | is_anonymous claim: True" in text
+    assert "carol, plan free:         []" in text and "guest, anonymous:         []" in text
+    assert "carol, same old token:    []" in text
+    assert "carol's next token says plan=pro: ['priority support', 'custom domain']" in text
+    assert "guest, anonymous + pro:   []" in text
+    assert "removed the perks table and 2 users" in text
     # Nothing secret in the saved outputs: no keys, no secret, no access token.
     for secret in (keys.jwt_secret, keys.anon_key, keys.service_role_key):
         assert secret not in text

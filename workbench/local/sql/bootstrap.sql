@@ -104,6 +104,33 @@ create table if not exists auth.refresh_tokens (
   created_at timestamptz default now()
 );
 
+-- One-time tokens of the mails the local inbox catches (GoTrue's table: one per user and kind; relates_to is
+-- the address the mail went to, so an email change knows its new address).
+create table if not exists auth.one_time_tokens (
+  id uuid not null primary key default gen_random_uuid(),
+  user_id uuid not null references auth.users (id) on delete cascade,
+  token_type text not null check (token_type in ('confirmation_token', 'recovery_token', 'email_change_token_new')),
+  token_hash text not null check (char_length(token_hash) > 0),
+  relates_to text not null,
+  code_challenge text,
+  code_challenge_method text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  unique (user_id, token_type)
+);
+create index if not exists one_time_tokens_token_hash_idx on auth.one_time_tokens (token_hash);
+
+-- PKCE: a mail link followed with a code challenge hands out an auth code, exchanged once for a session.
+create table if not exists auth.flow_state (
+  id uuid not null primary key default gen_random_uuid(),
+  user_id uuid not null references auth.users (id) on delete cascade,
+  auth_code text not null unique,
+  code_challenge text not null,
+  code_challenge_method text not null,
+  authentication_method text not null,
+  created_at timestamptz not null default now()
+);
+
 -- auth.uid()/role()/email()/jwt(): the legacy per-claim setting wins, then the JSON claims; '' is NULL.
 create or replace function auth.uid() returns uuid language sql stable as $$
   select coalesce(

@@ -44,6 +44,8 @@ OWN_FILES = (
     "api.pid",
     "api.log",
     "postgres.log",
+    "auth.json",  # the Auth API's settings (auto-confirm, anonymous sign-ins)
+    "inbox",  # the Auth API's caught mail
     ".lock",
     MARKER,
 )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from workbench.schema import model as m
+from workbench.exceptions import WorkbenchUserError
 
 if TYPE_CHECKING:
     import asyncpg
@@ -201,7 +202,7 @@ _POLICY_COMMANDS: dict[str, m.PolicyCommand] = {
 _TYPE_LIMITS = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
 
 
-class ReflectError(ValueError):
+class ReflectError(WorkbenchUserError, ValueError):
     """The request cannot be answered (unknown schema or table); the message says what exists."""
 
 
@@ -618,14 +619,14 @@ async def reflect_dsn(
     import asyncpg
 
     kwargs: dict[str, Any] = {"statement_cache_size": 0} if pooled else {}
-    conn = await asyncpg.connect(_plain_dsn(dsn), **kwargs)
+    conn = await asyncpg.connect(plain_dsn(dsn), **kwargs)
     try:
         return await reflect(conn, schemas, tables, progress)
     finally:
         await conn.close()
 
 
-def _plain_dsn(dsn: str) -> str:
+def plain_dsn(dsn: str) -> str:
     """asyncpg wants ``postgresql://``; accept SQLAlchemy's ``postgresql+asyncpg://`` too."""
     scheme, sep, rest = dsn.partition("://")
     if sep and "+" in scheme:
@@ -633,10 +634,13 @@ def _plain_dsn(dsn: str) -> str:
     return dsn
 
 
+_plain_dsn = plain_dsn  # deprecated-for-merge: other branches may still import the private name
+
+
 def dsn_from_settings(settings: Any) -> tuple[str, bool]:
     """The libpq DSN of a :class:`~workbench.settings.Settings` and whether a transaction pooler is in between."""
     url = settings.database_url("asyncpg")
-    dsn = _plain_dsn(url.render_as_string(hide_password=False))
+    dsn = plain_dsn(url.render_as_string(hide_password=False))
     return dsn, settings.mode.value == "transaction"
 
 
@@ -656,7 +660,7 @@ async def list_schemas_dsn(dsn: str, *, pooled: bool = False) -> list[str]:
     import asyncpg
 
     kwargs: dict[str, Any] = {"statement_cache_size": 0} if pooled else {}
-    conn = await asyncpg.connect(_plain_dsn(dsn), **kwargs)
+    conn = await asyncpg.connect(plain_dsn(dsn), **kwargs)
     try:
         rows = await conn.fetch(
             """select n.nspname from pg_namespace n

@@ -32,6 +32,7 @@ from workbench.sqltext import (
     resolve_arguments,
     split_statements,
 )
+from workbench.exceptions import WorkbenchUserError
 
 if TYPE_CHECKING:
     import asyncpg
@@ -49,7 +50,7 @@ class QueryError(WorkbenchError):
     """A cell that cannot run as written (refused statement, missing variable, bad option)."""
 
 
-class QueryUsageError(ValueError):
+class QueryUsageError(WorkbenchUserError, ValueError):
     """Bad input to the query layer itself, reported without a traceback."""
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.local.postgres import EmbeddedPostgres, free_port, pid_alive
+from workbench.exceptions import WorkbenchUserError
 
 ENV_DIR = "WORKBENCH_LOCAL_DIR"
 LOCAL_REF = "local"
@@ -38,7 +39,7 @@ def default_dir() -> Path:
     return Path(env).expanduser().resolve() if env else Path.home() / ".workbench" / "local"
 
 
-class StandInError(RuntimeError):
+class StandInError(WorkbenchUserError, RuntimeError):
     """The stand-in could not do what was asked; the message says what to do."""
 
 

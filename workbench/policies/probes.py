@@ -493,7 +493,7 @@ def dml_statement(shape: TableShape, operation: Operation) -> str | None:
 
 
 def error_text(exc: BaseException) -> str:
-    from workbench.errors import redact
+    from workbench.redaction import redact
 
     text = str(getattr(exc, "message", None) or exc)
     detail = getattr(exc, "detail", None)

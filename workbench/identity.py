@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from workbench.tokens import access_token_claims, api_key_claims
 from workbench.exceptions import WorkbenchUserError
+from workbench.tokens import access_token_claims, api_key_claims
 
 if TYPE_CHECKING:
     import asyncpg

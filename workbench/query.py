@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from workbench.errors import WorkbenchError, classify
+from workbench.exceptions import WorkbenchUserError
 from workbench.identity import Identity
 from workbench.impersonation import begin_script
 from workbench.sqltext import (
@@ -32,7 +33,6 @@ from workbench.sqltext import (
     resolve_arguments,
     split_statements,
 )
-from workbench.exceptions import WorkbenchUserError
 
 if TYPE_CHECKING:
     import asyncpg

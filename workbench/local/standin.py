@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.local.postgres import EmbeddedPostgres, free_port, pid_alive
 from workbench.exceptions import WorkbenchUserError
+from workbench.local.postgres import EmbeddedPostgres, free_port, pid_alive
 
 ENV_DIR = "WORKBENCH_LOCAL_DIR"
 LOCAL_REF = "local"

@@ -193,5 +193,3 @@ async def advise(engine: AsyncEngine, options: AdviseOptions) -> tuple[list[Lint
             finally:
                 await sa_conn.rollback()
     return found, measurement
-
-

@@ -25,7 +25,7 @@ from workbench.schema import model as m
 from workbench.schema.codegen import External, GeneratedCode, Layout, generate
 from workbench.schema.diff import DEFAULT_IGNORE, Difference, diff, format_diff
 from workbench.schema.reflect import plain_dsn, reflect
-from workbench.sqlnames import quote_ident
+from workbench.sqlnames import qualified_name, quote_ident
 
 if TYPE_CHECKING:
     import asyncpg
@@ -109,7 +109,7 @@ async def copy_functions(source: asyncpg.Connection, target: asyncpg.Connection)
             if row["initcond"] is not None:
                 parts.append("INITCOND = '" + row["initcond"].replace("'", "''") + "'")
             statements.append(
-                f"CREATE AGGREGATE {quote_ident(row['schema'])}.{quote_ident(row['name'])}({row['args']}) ({', '.join(parts)})"
+                f"CREATE AGGREGATE {qualified_name(row['schema'], row['name'])}({row['args']}) ({', '.join(parts)})"
             )
     created, deferred = await _run_each(target, statements)
     return created, deferred

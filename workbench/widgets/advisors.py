@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from workbench.policies.advisors import LEVELS, LINTS, Lint, advisors, group_by_level
-from workbench.policies.initplan import InitplanMeasurement, measure_initplan
-from workbench.policies.commands import AdviseOptions, advise, make_advise_parser, parse_advise_options
+from workbench.policies.advisors import Lint, group_by_level
+from workbench.policies.commands import advise, make_advise_parser, parse_advise_options
+from workbench.policies.initplan import InitplanMeasurement
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
@@ -144,5 +144,9 @@ def advisors_magic(wb: Workbench, line: str) -> Any:
         help_text = w.HTML(f"<pre>{html.escape(make_parser().format_help())}</pre>")
         help_text.add_class("wb-advisor-help")
         return help_text
-    found, measurement = wb.run(advise(wb.engine(), options))
+
+    async def run() -> tuple[list[Lint], InitplanMeasurement | None]:  # the engine belongs to wb.run's loop
+        return await advise(wb.engine(), options)
+
+    found, measurement = wb.run(run())
     return AdvisorsWidget(found, measurement)

@@ -12,15 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from workbench.policies.matrix import (
-    COLOURS,
-    OPERATIONS,
-    OUTCOME_MEANING,
-    OUTCOMES,
-    Cell,
-    PolicyMatrix,
-    PolicyMatrixError,
-)
 from workbench.policies.commands import (
     DEFAULT_ROLES,
     DEFAULT_USERS,
@@ -28,6 +19,13 @@ from workbench.policies.commands import (
     make_matrix_parser,
     matrix_for,
     parse_matrix_options,
+)
+from workbench.policies.matrix import (
+    COLOURS,
+    OUTCOME_MEANING,
+    OUTCOMES,
+    Cell,
+    PolicyMatrix,
 )
 
 if TYPE_CHECKING:
@@ -176,7 +174,11 @@ def policy_matrix_magic(wb: Workbench, line: str) -> Any:
         help_text = w.HTML(f"<pre>{html.escape(make_parser().format_help())}</pre>")
         help_text.add_class("wb-policy-help")
         return help_text
-    matrix = wb.run(matrix_for(wb.engine(), options, issuer=wb.issuer))
+
+    async def build() -> PolicyMatrix:  # the engine belongs to the loop wb.run uses
+        return await matrix_for(wb.engine(), options, issuer=wb.issuer)
+
+    matrix = wb.run(build())
     status = ""
     if options.export:
         from workbench.policies.export import export_pytest

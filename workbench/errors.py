@@ -162,7 +162,7 @@ def unwrap(exc: BaseException) -> BaseException:
     chain = _explicit_chain(exc)
     for cur in chain:
         if isinstance(cur, asyncpg.PostgresError):
-            return cur
+            return _as_exception(cur)
     for cur in chain:
         if isinstance(cur, _KNOWN):
             return cur
@@ -173,7 +173,12 @@ def unwrap(exc: BaseException) -> BaseException:
             break
         cur = cur.__context__
         if isinstance(cur, asyncpg.PostgresError):
-            return cur
+            return _as_exception(cur)
+    return exc
+
+
+def _as_exception(exc: BaseException) -> BaseException:
+    """asyncpg ships no type information: isinstance() against its classes narrows to Any."""
     return exc
 
 

@@ -47,8 +47,9 @@ class TypeRef:
 
 
 @dataclass
-class Identity:
-    """``GENERATED {ALWAYS|BY DEFAULT} AS IDENTITY`` and its sequence options."""
+class ColumnIdentity:
+    """``GENERATED {ALWAYS|BY DEFAULT} AS IDENTITY`` and its sequence options (not ``workbench.identity.Identity``,
+    who a query runs as)."""
 
     always: bool
     start: int = 1
@@ -59,13 +60,16 @@ class Identity:
     cycle: bool = False
 
 
+Identity = ColumnIdentity  # deprecated-for-merge: the old name, for parallel branches
+
+
 @dataclass
 class Column:
     name: str
     type: TypeRef
     nullable: bool = True
     default: str | None = None  # deparsed DEFAULT expression
-    identity: Identity | None = None
+    identity: ColumnIdentity | None = None
     generated: str | None = None  # expression of a STORED generated column
     comment: str | None = None
     collation: str | None = None  # only when it differs from the type's default collation

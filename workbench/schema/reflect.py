@@ -457,7 +457,7 @@ def _table(row: Any) -> m.Table:
 def _column(row: Any) -> m.Column:
     identity = None
     if row["identity"]:
-        identity = m.Identity(always=row["identity"] == "a")
+        identity = m.ColumnIdentity(always=row["identity"] == "a")
     generated = row["default_expr"] if row["generated"] == "s" else None
     default = None if generated is not None else row["default_expr"]
     dims = max(row["attndims"], 1) if row["is_array"] else 0
@@ -575,7 +575,7 @@ def _sequences(rows: Sequence[Any], tables: dict[int, m.Table]) -> list[m.Sequen
             if table is not None:
                 for col in table.columns:
                     if col.name == row["owner_column"] and col.identity is not None:
-                        col.identity = m.Identity(
+                        col.identity = m.ColumnIdentity(
                             always=col.identity.always,
                             start=row["seqstart"],
                             increment=row["seqincrement"],

@@ -242,14 +242,6 @@ class Settings(BaseSettings):
         where = "local stand-in" if self.is_local else self.database_url().render_as_string(hide_password=True)
         return f"{where} ({self.mode.value} mode)"
 
-    @classmethod
-    def local(cls, standin: Any = None, **overrides: Any) -> Settings:
-        """Deprecated-for-merge alias of :func:`workbench.local.settings.standin_settings` (starts the
-        stand-in): parallel branches still call it; the integrator removes it."""
-        from workbench.local.settings import standin_settings
-
-        return standin_settings(standin, **overrides)
-
 
 def load_settings(**overrides: Any) -> Settings:
     """Arguments > environment > ``.env``. Never starts anything: with no project configured the result

@@ -22,7 +22,7 @@ What it does, in order:
    modules made public.
 4. Replaces calls of removed deprecated aliases whose rewrite is mechanical (``Settings.local(`` ->
    ``standin_settings(``).
-5. Runs ``ruff check --fix`` and ``ruff format`` on the whole tree.
+5. Runs ``ruff check --fix``, ``ruff format``, ``ruff check --fix`` on the whole tree (exit status: the last).
 
 Left for a person (printed at the end): the ``deprecated-for-merge`` aliases that parallel branches
 needed until the merge (``grep -rn deprecated-for-merge workbench``): delete each once nothing uses it.
@@ -36,6 +36,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 # -- the mapping -------------------------------------------------------------------------------------------
@@ -178,7 +179,8 @@ def _ensure_package(folder: Path, dry: bool) -> None:
     print(f"  create {rel}/__init__.py")
     if not dry:
         folder.mkdir(parents=True, exist_ok=True)
-        init.write_text(f'"""{NEW_PACKAGES[rel]}"""\n')
+        text = textwrap.fill(NEW_PACKAGES[rel], 116, break_on_hyphens=False)
+        init.write_text(f'"""{text}\n"""\n' if "\n" in text else f'"""{text}"""\n')
         subprocess.run(["git", "add", str(init.relative_to(ROOT))], cwd=ROOT, check=True)
 
 
@@ -313,11 +315,12 @@ def ruff(dry: bool) -> int:
     if not Path(exe).exists() and shutil.which(exe) is None:
         print("ruff not found: run `python3 dev.py test --co -q` once to create .venv, then run this again")
         return 1
+    # check --fix first (imports), format (wraps the lines renames made long), then the check that counts
     status = 0
-    for args in (["check", "--fix", "."], ["format", "."]):
+    for args in (["check", "--fix", "--quiet", "."], ["format", "."], ["check", "--fix", "."]):
         print("  ruff", *args)
         if not dry:
-            status |= subprocess.run([exe, *args], cwd=ROOT).returncode
+            status = subprocess.run([exe, *args], cwd=ROOT).returncode
     return status
 
 

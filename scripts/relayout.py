@@ -123,6 +123,7 @@ SCAN_DIRS = ("workbench", "tests", "benchmarks", "reliability", "notebooks", "do
 SCAN_FILES = ("README.md", "pyproject.toml", "environment.yml", "dev.py", ".ci/run")
 SCAN_SUFFIXES = {".py", ".ipynb", ".md", ".toml", ".yml", ".yaml", ".txt", ".cfg", ".ini", ""}
 SELF = Path(__file__).resolve()
+NOT_REWRITTEN = ("tests/test_relayout.py",)  # names the old modules on purpose
 
 ROOT = Path.cwd()
 
@@ -198,6 +199,7 @@ def files_to_scan() -> list[Path]:
         if folder.is_dir():
             for path in folder.rglob("*"):
                 skip = {"__pycache__", ".ipynb_checkpoints"} & set(path.parts) or path.resolve() == SELF
+                skip = skip or path.relative_to(ROOT).as_posix() in NOT_REWRITTEN
                 if path.is_file() and path.suffix in SCAN_SUFFIXES and not skip:
                     found.append(path)
     found += [ROOT / name for name in SCAN_FILES if (ROOT / name).is_file()]
@@ -207,14 +209,15 @@ def files_to_scan() -> list[Path]:
 def rewrite_text(text: str, mapping: dict[str, str]) -> str:
     if not mapping:
         return text
-    text = _rewrite_from_workbench_import(text, mapping)
     olds = sorted(mapping, key=len, reverse=True)
     dotted = re.compile(r"(?<![\w.])(" + "|".join(re.escape(o) for o in olds) + r")(?![\w])")
     text = dotted.sub(lambda m: mapping[m.group(1)], text)
     slashed = {o.replace(".", "/"): n.replace(".", "/") for o, n in mapping.items()}
     olds_s = sorted(slashed, key=len, reverse=True)
     paths = re.compile(r"(?<![\w/])(" + "|".join(re.escape(o) for o in olds_s) + r")(?=\.py\b|/)")
-    return paths.sub(lambda m: slashed[m.group(1)], text)
+    text = paths.sub(lambda m: slashed[m.group(1)], text)
+    # last: its output (``from workbench.core import sqltext``) must not meet the old ``workbench.core``
+    return _rewrite_from_workbench_import(text, mapping)
 
 
 _FROM_WORKBENCH = re.compile(

@@ -275,11 +275,22 @@ def rewrite_references(mapping: dict[str, str], dry: bool) -> list[Path]:
 
 
 # -- 3. renames --------------------------------------------------------------------------------------------
+# Names a file may import from the stand-in's Storage API under their old names: (old, new).
+LOCAL_STORAGE_NAMES = (("StorageError", "StorageApiError"), ("Caller", "StorageCaller"))
+
+
 def apply_renames(path: Path, text: str) -> str:
     rel = path.relative_to(ROOT).as_posix()
     for where, old, new in RENAMES:
         if re.search(where, rel):
             text = re.sub(old, new, text)
+    # elsewhere, a file that imports them from workbench.local.* uses the new names (bare ones only:
+    # ``st.StorageError`` is workbench.storage's)
+    for old, new in LOCAL_STORAGE_NAMES:
+        importer = rf"^\s*from workbench\.local\.[\w.]*storage[\w.]* import [^\n]*\b{old}\b"
+        if re.search(importer, text, re.MULTILINE):
+            text = re.sub(rf"(?<![\w.]){old}\b", new, text)
+        text = re.sub(rf"\b(storage_api\.){old}\b", rf"\g<1>{new}", text)
     # an alias left as `name = name  # deprecated-for-merge` by a rename is dropped
     return re.sub(r"^(\w+) = \1\b[^\n]*deprecated-for-merge[^\n]*\n", "", text, flags=re.MULTILINE)
 

@@ -34,7 +34,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def settings(standin: LocalStandIn) -> Settings:
-    return Settings.local(standin)
+    from workbench.local.settings import standin_settings
+
+    return standin_settings(standin)
 
 
 @pytest.fixture(scope="session")

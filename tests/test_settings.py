@@ -140,3 +140,50 @@ def test_allowed_roles_and_the_opt_in_authenticator_login() -> None:
     assert s.allowed_role_set == {"anon", "authenticated", "service_role", "editor"}
     with pytest.raises(SettingsError, match="SUPABASE_ALLOWED_ROLES"):
         Settings(allowed_roles="anon; drop table x")
+
+
+def test_an_unknown_argument_fails_naming_the_closest_setting() -> None:
+    """A typo must not be ignored: it would silently connect to the local stand-in instead."""
+    with pytest.raises(SettingsError, match=r"db_urll: not a setting\. Did you mean 'db_url'\?") as info:
+        Settings(db_urll=f"postgresql://postgres:{PASSWORD}@db.{REF}.supabase.co:5432/postgres")
+    assert PASSWORD not in str(info.value)
+    with pytest.raises(SettingsError, match="colour: not a setting.\n  Valid settings: db_url, "):
+        Settings(colour="blue")
+
+
+def test_unknown_environment_variables_are_ignored(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SUPABASE_SOMETHING_ELSE", "x")
+    monkeypatch.setenv("SUPABASE_PROJECT_REF", REF)
+    monkeypatch.setenv("SUPABASE_DB_PASSWORD", PASSWORD)
+    assert Settings().project_ref == REF
+
+
+def test_source_precedence_is_arguments_then_environment_then_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SUPABASE_APPLICATION_NAME=from-dotenv\nSUPABASE_DB_NAME=dotenv-db\n")
+    monkeypatch.setenv("SUPABASE_APPLICATION_NAME", "from-env")
+    assert Settings().application_name == "from-env"
+    assert Settings().db_name == "dotenv-db"
+    assert Settings(application_name="from-args").application_name == "from-args"
+
+
+def test_loading_settings_starts_nothing_and_imports_no_standin(tmp_path) -> None:
+    """``load_settings`` only reads configuration; with no project it says so (``is_local``)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, os\n"
+        "from workbench.settings import load_settings\n"
+        "s = load_settings()\n"
+        "assert s.is_local, s\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('workbench.local', 'pgserver', 'psutil')))\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SUPABASE_")}
+    env["WORKBENCH_LOCAL_DIR"] = str(tmp_path / "nothing-here")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert not (tmp_path / "nothing-here").exists()

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from workbench.core import Workbench, connect, current
+    from workbench.exceptions import WorkbenchUserError
     from workbench.identity import Identity, IdentityError
+    from workbench.local.settings import resolve_settings
     from workbench.settings import ConnectionMode, Settings, SettingsError, load_settings
 
 __version__ = "0.1.0"
@@ -31,6 +33,8 @@ _EXPORTS = {
     "Settings": "workbench.settings",
     "SettingsError": "workbench.settings",
     "load_settings": "workbench.settings",
+    "resolve_settings": "workbench.local.settings",
+    "WorkbenchUserError": "workbench.exceptions",
 }
 __all__ = [
     "ConnectionMode",
@@ -43,6 +47,8 @@ __all__ = [
     "current",
     "load_ipython_extension",
     "load_settings",
+    "resolve_settings",
+    "WorkbenchUserError",
 ]
 
 
@@ -54,7 +60,10 @@ def __getattr__(name: str) -> Any:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext workbench``."""
+    """``%load_ext workbench`` (needs ``supabase-workbench[notebook]``)."""
+    from workbench.extras import require
+
+    require("notebook", "%load_ext workbench")
     from workbench.magics import load_ipython_extension as load
 
     load(ipython)

@@ -233,10 +233,10 @@ def connect(
     """Connect the notebook: no target means the configured project, else the local stand-in (started
     if needed); a string is a database URL."""
     global _current
-    from workbench.settings import load_settings
-
     if target is None:
-        settings = load_settings()
+        from workbench.local.settings import resolve_settings
+
+        settings = resolve_settings()
     elif isinstance(target, str):
         settings = Settings(db_url=target, db_mode=mode) if mode else Settings(db_url=target)
     else:

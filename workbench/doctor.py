@@ -118,10 +118,10 @@ def render(checks: list[Check]) -> str:
 def run_doctor(local_dir: Path | None = None) -> int:
     """Print the table; exit status 0 only when every check passed."""
     from workbench._sync import run_sync
-    from workbench.settings import load_settings
+    from workbench.local.settings import resolve_settings
 
     try:
-        settings = load_settings(**({"local_dir": local_dir} if local_dir else {}))
+        settings = resolve_settings(**({"local_dir": local_dir} if local_dir else {}))
     except SettingsError as exc:
         print(render([Check("settings", False, str(exc), "Correct the variable named above.")]))
         return 1

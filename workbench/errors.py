@@ -21,11 +21,14 @@ import asyncpg
 import sqlalchemy.exc
 
 from workbench import sqltext
+from workbench.exceptions import WorkbenchUserError
+from workbench.redaction import redact  # re-exported: redaction has its own module now
 
 __all__ = [
     "Category",
     "ClassifiedError",
     "WorkbenchError",
+    "WorkbenchUserError",
     "classify",
     "redact",
     "render_position",
@@ -71,7 +74,7 @@ class ClassifiedError:
         return f"{self.message}\nhint: {self.hint}" if self.hint else self.message
 
 
-class WorkbenchError(Exception):
+class WorkbenchError(WorkbenchUserError):
     """An error already explained for the user; ``str()`` is the message and its hint, secrets masked."""
 
     def __init__(self, classified: ClassifiedError) -> None:
@@ -92,40 +95,6 @@ class WorkbenchError(Exception):
 
     def __str__(self) -> str:
         return self.classified.render()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# redaction
-
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@\[\]]*:)(?P<pw>\S*)@")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]+=*\.[A-Za-z0-9_\-]+=*\.[A-Za-z0-9_\-]*=*")
-_SB_KEY = re.compile(r"\b(?P<kind>sb_(?:secret|publishable)_)[A-Za-z0-9_\-]+")
-_BEARER = re.compile(r"(?i)\b(?P<head>bearer\s+)[A-Za-z0-9._~+/\-]+=*")
-_KEYWORD_SECRET = re.compile(
-    r"""(?ix)
-    (?P<head>["']?\b(?:password|passwd|pgpassword|apikey|api[_-]?key|jwt[_-]?secret
-        |service[_-]?role[_-]?key|secret[_-]?key)["']?\s*[=:]\s*)
-    (?P<value>(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')(?=[\s,;&}]|$)|\S+)
-    """
-)
-
-
-def redact(text: str) -> str:
-    """Mask URL passwords, ``password=`` values, JWTs, Bearer tokens and ``sb_secret_``/``sb_publishable_``
-    keys, so an error message can be shown, logged or saved in a notebook."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
-    text = _KEYWORD_SECRET.sub(_mask_keyword_value, text)
-    text = _BEARER.sub(lambda m: f"{m['head']}***", text)
-    text = _JWT.sub("[redacted JWT]", text)
-    return _SB_KEY.sub(lambda m: f"{m['kind']}***", text)
-
-
-def _mask_keyword_value(m: re.Match[str]) -> str:
-    value = m["value"]
-    if value == "***" or value.strip("\"'") == "***":
-        return m.group()
-    quote = value[0] if value[:1] in "\"'" and len(value) >= 2 else ""
-    return f"{m['head']}{quote}***{quote}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -193,7 +162,7 @@ def unwrap(exc: BaseException) -> BaseException:
     chain = _explicit_chain(exc)
     for cur in chain:
         if isinstance(cur, asyncpg.PostgresError):
-            return cur
+            return _as_exception(cur)
     for cur in chain:
         if isinstance(cur, _KNOWN):
             return cur
@@ -204,7 +173,12 @@ def unwrap(exc: BaseException) -> BaseException:
             break
         cur = cur.__context__
         if isinstance(cur, asyncpg.PostgresError):
-            return cur
+            return _as_exception(cur)
+    return exc
+
+
+def _as_exception(exc: BaseException) -> BaseException:
+    """asyncpg ships no type information: isinstance() against its classes narrows to Any."""
     return exc
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from workbench.exceptions import WorkbenchUserError
 from workbench.tokens import access_token_claims, api_key_claims
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ _ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 API_ROLES = ("anon", "authenticated", "service_role")
 
 
-class IdentityError(ValueError):
+class IdentityError(WorkbenchUserError, ValueError):
     """An identity that cannot be used: unknown user or role, malformed claims. Says what to do."""
 
 

@@ -23,29 +23,17 @@ SHORT_ERRORS: tuple[type[BaseException], ...] = ()
 
 
 def _short_error_types() -> tuple[type[BaseException], ...]:
-    from workbench.errors import WorkbenchError
-    from workbench.identity import IdentityError
-    from workbench.local.standin import StandInError
-    from workbench.query import QueryUsageError
-    from workbench.settings import SettingsError
-    from workbench.sqltext import MissingParameter, SQLSyntaxError
+    """Every error a user can fix derives from one base class (settings, SQL text, identities, ...)."""
+    from workbench.exceptions import WorkbenchUserError
 
-    return (
-        WorkbenchError,
-        IdentityError,
-        QueryUsageError,
-        SettingsError,
-        StandInError,
-        MissingParameter,
-        SQLSyntaxError,
-    )
+    return (WorkbenchUserError,)
 
 
 def _show_short_error(shell: Any, etype: type, evalue: BaseException, tb: Any, tb_offset: Any = None) -> Any:
     """Custom exception handler: the message and hint only (``%xmode Verbose`` brings tracebacks back)."""
     if getattr(shell, "InteractiveTB", None) is not None and shell.InteractiveTB.mode == "Verbose":
         return shell.showtraceback((etype, evalue, tb), tb_offset=tb_offset)
-    from workbench.errors import redact
+    from workbench.redaction import redact
 
     message = redact(f"{etype.__name__}: {evalue}")
     shell._showtraceback(etype, evalue, [message])
@@ -67,9 +55,9 @@ class WorkbenchMagics(Magics):
         if args.target in (None, "project"):
             wb = core.connect(mode=args.mode)
         elif args.target == "local":
-            from workbench.settings import Settings
+            from workbench.local.settings import standin_settings
 
-            wb = core.connect(Settings.local(), mode=args.mode)
+            wb = core.connect(standin_settings(), mode=args.mode)
         else:
             wb = core.connect(args.target, mode=args.mode)
         where = wb.settings.describe()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from workbench.errors import WorkbenchError, classify
+from workbench.exceptions import WorkbenchUserError
 from workbench.identity import Identity
 from workbench.impersonation import begin_script
 from workbench.sqltext import (
@@ -49,7 +50,7 @@ class QueryError(WorkbenchError):
     """A cell that cannot run as written (refused statement, missing variable, bad option)."""
 
 
-class QueryUsageError(ValueError):
+class QueryUsageError(WorkbenchUserError, ValueError):
     """Bad input to the query layer itself, reported without a traceback."""
 
 

@@ -1,8 +1,11 @@
-"""A private event loop on a daemon thread, so synchronous callers (magics, widget callbacks) can run
-async code while the kernel's own loop is busy running the cell.
+"""The one bridge from synchronous code to async code.
 
-Everything async that such callers use (engines, pools, clients) is created and used on this loop
-only; the user's own ``await`` code uses engines bound to the kernel's loop (see ``workbench.core``).
+Two ways across, for two needs: :func:`run_sync` runs one coroutine to completion (``asyncio.run``, or
+the same on a short-lived thread when a loop is already running here, as in a notebook cell);
+:class:`LoopThread` / :func:`shared_loop` keep a private event loop on a daemon thread, so synchronous
+callers (magics, widget callbacks) can use long-lived async objects (engines, pools, clients) while the
+kernel's own loop is busy running the cell. Those objects are created and used on that loop only; the
+user's own ``await`` code uses engines bound to the kernel's loop (see ``workbench.core``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,20 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` when this thread has no running loop, else the same in a short-lived worker thread.
+
+    The second case is a notebook cell or an IPython magic, where the kernel's loop is running and
+    ``asyncio.run`` would raise; objects made inside ``coro`` must not escape to another loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-sync") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 class LoopThread:

@@ -7,6 +7,7 @@ echoing what was given (it may hold a password).
 
 from __future__ import annotations
 
+import difflib
 import enum
 import re
 from pathlib import Path
@@ -14,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from workbench.exceptions import WorkbenchUserError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
-
-    from workbench.local.standin import LocalStandIn
 
 ENV_PREFIX = "SUPABASE_"
 TRANSACTION_PORT = 6543
@@ -77,7 +78,7 @@ class ConnectionMode(enum.StrEnum):
     TRANSACTION = "transaction"
 
 
-class SettingsError(ValueError):
+class SettingsError(WorkbenchUserError, ValueError):
     """Settings that cannot work. One line per problem: ``VARIABLE: what is wrong. Fix: ...``."""
 
 
@@ -117,10 +118,32 @@ class Settings(BaseSettings):
     authenticator_password: SecretStr | None = None
 
     def __init__(self, **values: Any) -> None:
+        unknown = sorted(set(values) - set(type(self).model_fields))
+        if unknown:  # a typo must not silently fall back to the local stand-in
+            problems = "\n  ".join(f"{name}: not a setting.{_closest(name)}" for name in unknown)
+            raise SettingsError(
+                f"Invalid Supabase settings:\n  {problems}\n  Valid settings: {', '.join(type(self).model_fields)}."
+            )
         try:
             super().__init__(**values)
         except ValidationError as exc:
             raise SettingsError(_describe(exc)) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence, first wins: arguments > environment (``SUPABASE_*``) > ``.env`` > secrets dir.
+
+        Unknown arguments fail in ``__init__``; unknown ``SUPABASE_*`` variables are ignored (the
+        environment holds other tools' settings too).
+        """
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     # -- validation ----------------------------------------------------------------------------------
     @model_validator(mode="after")
@@ -257,7 +280,7 @@ class Settings(BaseSettings):
         if self.project_ref is None or self.db_password is None:
             raise SettingsError(
                 f"{ENV_PREFIX}DB_URL: no database configured. Fix: set SUPABASE_DB_URL, or SUPABASE_PROJECT_REF "
-                "and SUPABASE_DB_PASSWORD, or use Settings.local() for the local stand-in."
+                "and SUPABASE_DB_PASSWORD, or use workbench.local.settings.standin_settings() for the local stand-in."
             )
         mode = self.mode
         if mode is ConnectionMode.DIRECT:
@@ -295,37 +318,16 @@ class Settings(BaseSettings):
         where = "local stand-in" if self.is_local else self.database_url().render_as_string(hide_password=True)
         return f"{where} ({self.mode.value} mode)"
 
-    @classmethod
-    def local(cls, standin: LocalStandIn | None = None, **overrides: Any) -> Settings:
-        """Settings for the running local stand-in (its URL and keys), started if needed."""
-        from workbench.local.standin import LocalStandIn
-
-        standin = standin or LocalStandIn()
-        status = standin.status()
-        if not status.db_running or not status.api_running:
-            status = standin.start()
-        keys = standin.keys()
-        values: dict[str, Any] = {
-            "db_url": standin.dsn(),
-            "authenticator_password": keys.db_password("authenticator"),
-            "db_mode": ConnectionMode.DIRECT,
-            "url": status.api_url,
-            "anon_key": keys.anon_key,
-            "service_role_key": keys.service_role_key,
-            "jwt_secret": keys.jwt_secret,
-            "local_dir": standin.data_dir,
-        }
-        return cls(**(values | overrides))
-
 
 def load_settings(**overrides: Any) -> Settings:
-    """Arguments > environment > ``.env``; with no project configured, the local stand-in (started)."""
-    settings = Settings(**overrides)
-    if settings.is_local:
-        from workbench.local.standin import LocalStandIn
+    """Arguments > environment > ``.env``. Never starts anything: with no project configured the result
+    ``is_local``; :func:`workbench.local.settings.resolve_settings` starts the stand-in for those settings."""
+    return Settings(**overrides)
 
-        return Settings.local(LocalStandIn(settings.local_dir), **overrides)
-    return settings
+
+def _closest(name: str) -> str:
+    match = difflib.get_close_matches(name, list(Settings.model_fields), n=1, cutoff=0.6)
+    return f" Did you mean {match[0]!r}?" if match else ""
 
 
 def _describe(exc: ValidationError) -> str:

@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from workbench.exceptions import WorkbenchUserError
+
 __all__ = [
     "BoundStatement",
     "MissingParameter",
@@ -70,7 +72,7 @@ class Token:
         return self.start + len(self.text)
 
 
-class SQLSyntaxError(ValueError):
+class SQLSyntaxError(WorkbenchUserError, ValueError):
     """Unterminated string, identifier, comment or dollar body: the cell cannot be split safely."""
 
     def __init__(self, what: str, sql: str, position: int) -> None:
@@ -250,7 +252,7 @@ class BoundStatement:
     names: tuple[str, ...]
 
 
-class MissingParameter(ValueError):
+class MissingParameter(WorkbenchUserError, ValueError):
     """A ``:name`` in the SQL has no Python variable to take its value from."""
 
     def __init__(self, name: str) -> None:

@@ -95,7 +95,7 @@ def _require(settings: Settings, what: str) -> str:
     if value is None:
         raise StorageError(
             f"SUPABASE_{what.upper()} is not set. Fix: copy it from the dashboard (Project Settings > API), "
-            "or use Settings.local() for the local stand-in."
+            "or use workbench.local.settings.standin_settings() for the local stand-in."
         )
     return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 

@@ -36,6 +36,7 @@ from workbench.errors import Category, WorkbenchError, classify
 from workbench.identity import Identity
 from workbench.local.demo import demo_users
 from workbench.local.postgres import pid_alive
+from workbench.local.settings import standin_settings
 from workbench.local.standin import LocalStandIn, StandInError
 from workbench.retry import Outcome, RetryEvent, RetryPolicy, retry
 from workbench.settings import Settings
@@ -305,7 +306,7 @@ async def _bucket(own: LocalStandIn, name: str) -> Any:
 
 async def test_postgres_restart_with_the_retry_helper(own_standin: LocalStandIn, figures: Figures) -> None:
     own = own_standin
-    wb = Workbench(Settings.local(own))
+    wb = Workbench(standin_settings(own))
     table = await make_table(own.dsn(), 200)
     admin = await _bucket(own, "faults")
     payload = os.urandom(300_000)
@@ -370,7 +371,7 @@ async def test_postgres_killed_with_sigkill_loses_no_acknowledged_commit(
     """Commits stream in; PostgreSQL is SIGKILLed mid-stream; after ``start()`` (stale pid file recovered)
     every acknowledged commit is there exactly once, and nothing else changed."""
     own = own_standin
-    wb = Workbench(Settings.local(own))
+    wb = Workbench(standin_settings(own))
     table = await make_table(own.dsn(), 0)
     admin = await _bucket(own, "faults")
     payload = os.urandom(200_000)
@@ -516,7 +517,7 @@ async def test_storage_calls_explain_an_api_that_is_down(own_standin: LocalStand
     from workbench import storage as st
 
     own = own_standin
-    admin = await st.admin_client(Settings.local(own))
+    admin = await st.admin_client(standin_settings(own))
     api_pid = own.api_pid()
     assert api_pid is not None
     os.kill(api_pid, signal.SIGKILL)

@@ -22,6 +22,7 @@ from reliability.figures import Figures
 from workbench.engine import EngineOptions
 from workbench.errors import WorkbenchError
 from workbench.identity import IdentityError
+from workbench.local.settings import standin_settings
 from workbench.local.standin import LocalStandIn
 from workbench.query import QueryUsageError
 from workbench.settings import Settings
@@ -248,7 +249,7 @@ def test_read_only_cells_cannot_run_programs_or_write_server_files(
     }
     before = run_sync(_snapshot(own.dsn()))
     previous = core.current().settings
-    core.connect(Settings.local(own))
+    core.connect(standin_settings(own))
     escaped: list[str] = []
     try:
         for what, sql in attempts.items():

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.exceptions import WorkbenchUserError
 from workbench.local.postgres import EmbeddedPostgres, free_port, pid_alive
 from workbench.local.postgres import _open_private as open_private
 
@@ -70,7 +71,7 @@ def default_dir() -> Path:
     return Path(env).expanduser().resolve() if env else Path.home() / ".workbench" / "local"
 
 
-class StandInError(RuntimeError):
+class StandInError(WorkbenchUserError, RuntimeError):
     """The stand-in could not do what was asked; the message says what to do."""
 
 

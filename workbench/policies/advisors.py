@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from workbench.policies.model import POLICY_COMMANDS, PolicyMatrixError, quote_ident
+from workbench.policies.model import POLICY_COMMANDS, PolicyMatrixError
+from workbench.sqlnames import qualified_name, quote_ident
 
 if TYPE_CHECKING:
     import asyncpg
@@ -87,8 +88,7 @@ class LintSpec:
         )
 
 
-def _q(schema: str, name: str) -> str:
-    return f"{quote_ident(schema)}.{quote_ident(name)}"
+_q = qualified_name  # deprecated-for-merge: use workbench.sqlnames.qualified_name
 
 
 def _api_privilege_sql(ctx: _Context, oid_expr: str) -> str:

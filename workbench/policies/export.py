@@ -65,10 +65,10 @@ def database_dsn() -> str:
     if dsn:
         return dsn
     try:
-        from workbench.settings import load_settings
+        from workbench.local.settings import resolve_settings
     except ImportError:
-        pytest.fail(f"Set {DSN_VARIABLE} to the database's DSN (supabase-workbench is not installed).")
-    url = load_settings().database_url("asyncpg").set(drivername="postgresql")
+        pytest.fail(f"Set {DSN_VARIABLE} to the database's DSN (supabase-workbench[local] is not installed).")
+    url = resolve_settings().database_url("asyncpg").set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
 
 

@@ -44,17 +44,16 @@ from workbench.policies.model import (
 )
 from workbench.policies.probes import (
     Probe,
-    TableShape,
     base_probe,
     candidate_values,
     dml_statement,
     error_text,
     fill_foreign_keys,
     null_defaults,
-    resolve_tables,
     settle_probe,
-    table_shape,
 )
+from workbench.schema import model as m
+from workbench.schema.reflect import reflect
 
 if TYPE_CHECKING:
     import asyncpg
@@ -78,6 +77,7 @@ __all__ = [
     "quote_ident",
     "render_html",
     "resolve_identities",
+    "resolve_tables",
     "split_table_name",
     "split_user_spec",
 ]
@@ -123,6 +123,43 @@ def split_user_spec(spec: str) -> tuple[str, dict[str, Any] | None]:
     return spec[:pos].strip(), claims
 
 
+# -- tables --------------------------------------------------------------------------------------------
+async def resolve_tables(conn: asyncpg.Connection, tables: Sequence[str] | None) -> list[tuple[str, str]]:
+    """``(schema, table)`` of the named tables, in the order given (default: every table of public);
+    an unknown name fails listing the tables of its schema."""
+    if not tables:
+        rows = await conn.fetch(
+            """select n.nspname, c.relname from pg_catalog.pg_class c
+               join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+               where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relispartition
+               order by c.relname"""
+        )
+        if not rows:
+            raise PolicyMatrixError("The public schema has no tables; name tables with --tables schema.table.")
+        return [(r[0], r[1]) for r in rows]
+    found: list[tuple[str, str]] = []
+    for name in tables:
+        schema, table = split_table_name(name)
+        exists = await conn.fetchval(
+            """select 1 from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+               where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'p')""",
+            schema,
+            table,
+        )
+        if exists is None:
+            known = await conn.fetch(
+                """select n.nspname || '.' || c.relname from pg_catalog.pg_class c
+                   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                   where n.nspname = $1 and c.relkind in ('r', 'p') order by 1 limit 20""",
+                schema,
+            )
+            listing = ", ".join(r[0] for r in known) or f"none in schema {schema}"
+            raise PolicyMatrixError(f"No table {schema}.{table}. Tables you can use: {listing}.")
+        if (schema, table) not in found:
+            found.append((schema, table))
+    return found
+
+
 # -- the matrix ----------------------------------------------------------------------------------------
 def rows_from_status(status: str) -> int:
     """``'UPDATE 3'`` -> 3, ``'INSERT 0 1'`` -> 1."""
@@ -139,18 +176,18 @@ def classify_error(sqlstate: str | None) -> Outcome:
 
 
 async def _applicable_policies(
-    conn: asyncpg.Connection, shape: TableShape, operation: Operation, role: str | None
+    conn: asyncpg.Connection, table: m.Table, operation: Operation, role: str | None
 ) -> tuple[list[str], str | None]:
     """Policies PostgreSQL applies for this role and command (a probe that reads rows adds SELECT's),
     or a note saying why none apply."""
-    info = shape.info
+    info = table
     who = role or await conn.fetchval("select current_user")
     bypass = await conn.fetchrow(
         """select r.rolsuper or r.rolbypassrls as bypass, r.rolsuper,
-                  (select c.relowner = r.oid from pg_catalog.pg_class c where c.oid = $2) as owner
+                  (select c.relowner = r.oid from pg_catalog.pg_class c where c.oid = $2::regclass) as owner
            from pg_catalog.pg_roles r where r.rolname = $1""",
         who,
-        shape.oid,
+        table.sql_name,
     )
     if not info.rls_enabled:
         return [], "RLS is disabled on this table: grants alone decide"
@@ -161,11 +198,11 @@ async def _applicable_policies(
     commands = {"select": ["r"], "insert": ["a"], "update": ["w", "r"], "delete": ["d", "r"]}[operation]
     rows = await conn.fetch(
         """select p.polname from pg_catalog.pg_policy p
-           where p.polrelid = $1 and (p.polcmd::text = any($2::text[]) or p.polcmd = '*')
+           where p.polrelid = $1::regclass and (p.polcmd::text = any($2::text[]) or p.polcmd = '*')
              and (p.polroles = '{0}' or exists (select 1 from unnest(p.polroles) r(oid)
                                                   where pg_catalog.pg_has_role($3, r.oid, 'MEMBER')))
            order by p.polcmd = 'r', p.polname""",
-        shape.oid,
+        table.sql_name,
         commands,
         who,
     )
@@ -175,15 +212,17 @@ async def _applicable_policies(
 
 async def _run_cell(
     conn: asyncpg.Connection,
-    shape: TableShape,
+    db: m.Database,
+    shape: m.Table,
     operation: Operation,
     identity: Identity,
     base: Probe | None,
     statement_timeout_ms: int,
+    row_count: int,
 ) -> Cell:
     import asyncpg
 
-    label, table = identity.describe(), shape.info.qualified_name
+    label, table = identity.describe(), shape.qualified_name
     policies, note = await _applicable_policies(conn, shape, operation, identity.role)
     started = time.perf_counter()
     await conn.execute(f"savepoint {_CELL_SAVEPOINT}")
@@ -202,7 +241,7 @@ async def _run_cell(
                 probe.values.pop(name, None)
             for name in await null_defaults(conn, shape, probe):
                 settled = base.values.get(name) if base is not None else None
-                probe.values[name] = settled if settled is not None else candidate_values(shape.column(name))[0]
+                probe.values[name] = settled if settled is not None else candidate_values(db, shape.column(name))[0]
             fk_cols = {c for fk in shape.foreign_keys for c in fk.columns if c in probe.values and c not in probe.given}
             await fill_foreign_keys(conn, shape, probe, identity.sub, fk_cols)
             sql, params, fresh = probe.statement(shape, fresh_values)
@@ -225,7 +264,7 @@ async def _run_cell(
                         sqlstate=exc.sqlstate, message=error_text(exc), note=note,
                         elapsed_ms=(time.perf_counter() - started) * 1000)  # fmt: skip
         outcome: Outcome = "allowed" if rows > 0 else "filtered"
-        if outcome == "filtered" and shape.info.row_count == 0 and operation != "insert":
+        if outcome == "filtered" and row_count == 0 and operation != "insert":
             note = "the table is empty" + (f"; {note}" if note else "")
         return Cell(label, table, operation, outcome, rows, policies, sql, params, fresh,
                     note=note, elapsed_ms=(time.perf_counter() - started) * 1000)  # fmt: skip
@@ -270,26 +309,30 @@ async def build_matrix(
             raise PolicyMatrixError(f"Identity {identity.describe()!r}: role {identity.role!r} does not exist.")
     given = {qualify_table(k): v for k, v in (probe_rows or {}).items()}
     resolved = await resolve_tables(conn, tables)
-    unknown = set(given) - {f"{s}.{t}" for _, s, t in resolved}
+    unknown = set(given) - {f"{s}.{t}" for s, t in resolved}
     if unknown:
         raise PolicyMatrixError(f"Probe rows given for tables not in the matrix: {', '.join(sorted(unknown))}.")
+    db = await reflect(conn, sorted({s for s, _ in resolved}), [f"{s}.{t}" for s, t in resolved])
+    shapes = [db.table(s, t) for s, t in resolved]
     before = await _sequence_state(conn)
     cells: list[Cell] = []
     notes: list[str] = []
-    infos: list[TableInfo] = []
+    row_counts: dict[str, int] = {}
     transaction = conn.transaction()
     await transaction.start()
     try:
-        for oid, schema, table in resolved:
-            shape = await table_shape(conn, oid, schema, table)
-            infos.append(shape.info)
+        for shape in shapes:
+            count = row_counts[shape.qualified_name] = int(
+                await conn.fetchval(f"select count(*) from {shape.sql_name}")
+            )
             base = None
             if "insert" in operations:
-                base = base_probe(shape, given.get(shape.info.qualified_name, {}))
-                notes += await settle_probe(conn, shape, base)
+                base = base_probe(db, shape, given.get(shape.qualified_name, {}))
+                notes += await settle_probe(conn, db, shape, base)
             for op in operations:
                 for identity in identities:
-                    cells.append(await _run_cell(conn, shape, op, identity, base, statement_timeout_ms))  # type: ignore[arg-type]
+                    cell = await _run_cell(conn, db, shape, op, identity, base, statement_timeout_ms, count)  # type: ignore[arg-type]
+                    cells.append(cell)
     finally:
         await transaction.rollback()
     after = await _sequence_state(conn)
@@ -299,11 +342,12 @@ async def build_matrix(
                          "sequences are not transactional)")  # fmt: skip
     return PolicyMatrix(
         identities=list(identities),
-        tables=infos,
+        tables=shapes,
         operations=list(operations),  # type: ignore[arg-type]
         cells=cells,
         notes=notes,
         elapsed_ms=(time.perf_counter() - started) * 1000,
+        row_counts=row_counts,
     )
 
 

@@ -1,18 +1,20 @@
 """The policy matrix's result model: what was tried, what happened, which policies applied.
 
-Plain dataclasses shared by the runner (:mod:`workbench.policies.matrix`), the probes, the exporter and
-the widget; ``render_html`` is the static view used by ``_repr_html_``.
+Tables and policies are :mod:`workbench.schema.model`'s (the one catalog model). Plain dataclasses shared
+by the runner (:mod:`workbench.policies.matrix`), the probes, the exporter and the widget; ``render_html``
+is the static view used by ``_repr_html_``.
 """
 
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from workbench.identity import Identity
 from workbench.query import QueryUsageError
+from workbench.schema import model as m
+from workbench.sqlnames import quote_ident as _quote_ident
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,49 +45,10 @@ class PolicyMatrixError(QueryUsageError):
 
 
 # -- result model ------------------------------------------------------------------------------------
-@dataclass
-class PolicyInfo:
-    """One row of ``pg_policy``, with its expressions as PostgreSQL prints them."""
-
-    schema: str
-    table: str
-    name: str
-    command: str  # SELECT / INSERT / UPDATE / DELETE / ALL
-    roles: list[str]
-    permissive: bool = True
-    using: str | None = None
-    with_check: str | None = None
-
-    @property
-    def qualified_table(self) -> str:
-        return f"{self.schema}.{self.table}"
-
-    def sql(self) -> str:
-        """The ``create policy`` statement that recreates it."""
-        roles = ", ".join(r if r == "public" else quote_ident(r) for r in self.roles)
-        parts = [
-            f"create policy {quote_ident(self.name)} on {quote_ident(self.schema)}.{quote_ident(self.table)}",
-            f"  as {'permissive' if self.permissive else 'restrictive'} for {self.command.lower()} to {roles}",
-        ]
-        if self.using is not None:
-            parts.append(f"  using ({self.using})")
-        if self.with_check is not None:
-            parts.append(f"  with check ({self.with_check})")
-        return "\n".join(parts) + ";"
-
-
-@dataclass
-class TableInfo:
-    schema: str
-    name: str
-    rls_enabled: bool
-    rls_forced: bool
-    row_count: int  # as the connection's own role
-    policies: list[PolicyInfo] = field(default_factory=list)
-
-    @property
-    def qualified_name(self) -> str:
-        return f"{self.schema}.{self.name}"
+# The tables and their policies are the one catalog model's (workbench.schema.model); these aliases keep
+# the old names importable for parallel branches (deprecated-for-merge: the integrator removes them).
+PolicyInfo = m.Policy
+TableInfo = m.Table
 
 
 @dataclass
@@ -122,11 +85,12 @@ class Cell:
 @dataclass
 class PolicyMatrix:
     identities: list[Identity]
-    tables: list[TableInfo]
+    tables: list[m.Table]  # as reflected, with their policies
     operations: list[Operation]
     cells: list[Cell]
     notes: list[str] = field(default_factory=list)
     elapsed_ms: float = 0.0
+    row_counts: dict[str, int] = field(default_factory=dict)  # schema.table -> rows the connection role sees
 
     @property
     def labels(self) -> list[str]:
@@ -139,14 +103,14 @@ class PolicyMatrix:
                 return c
         raise KeyError(f"no cell for {identity!r} x {table} x {operation}; identities: {', '.join(self.labels)}")
 
-    def table(self, name: str) -> TableInfo:
+    def table(self, name: str) -> m.Table:
         name = qualify_table(name)
         for t in self.tables:
             if t.qualified_name == name:
                 return t
         raise KeyError(f"{name} is not in this matrix")
 
-    def policy(self, table: str, name: str) -> PolicyInfo:
+    def policy(self, table: str, name: str) -> m.Policy:
         for p in self.table(table).policies:
             if p.name == name:
                 return p
@@ -177,25 +141,7 @@ class PolicyMatrix:
 
 
 # -- names ---------------------------------------------------------------------------------------------
-def quote_ident(name: str) -> str:
-    """An identifier quoted when PostgreSQL needs it (names come from the catalogs, never from users)."""
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) and name not in _RESERVED:
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-_RESERVED = {
-    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both", "case", "cast",
-    "check", "collate", "column", "constraint", "create", "current_catalog", "current_date", "current_role",
-    "current_time", "current_timestamp", "current_user", "default", "deferrable", "desc", "distinct", "do",
-    "else", "end", "except", "false", "fetch", "for", "foreign", "from", "grant", "group", "having", "in",
-    "initially", "intersect", "into", "lateral", "leading", "limit", "localtime", "localtimestamp", "not",
-    "null", "offset", "on", "only", "or", "order", "placing", "primary", "references", "returning", "select",
-    "session_user", "some", "symmetric", "table", "then", "to", "trailing", "true", "union", "unique", "user",
-    "using", "variadic", "when", "where", "window", "with", "authorization", "binary", "collation",
-    "concurrently", "cross", "current_schema", "freeze", "full", "ilike", "inner", "is", "isnull", "join",
-    "left", "like", "natural", "notnull", "outer", "overlaps", "right", "similar", "tablesample", "verbose",
-}  # fmt: skip
+quote_ident = _quote_ident  # deprecated-for-merge: use workbench.sqlnames.quote_ident
 
 
 def qualify_table(name: str) -> str:

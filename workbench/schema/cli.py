@@ -56,10 +56,10 @@ def _options(raw: list[str]) -> list[str]:
 
 def _connection(args: argparse.Namespace) -> tuple[str, bool]:
     """(libpq DSN, behind a transaction pooler?) from the cheapest source that has one."""
-    from workbench.schema.reflect import _plain_dsn
+    from workbench.schema.reflect import plain_dsn
 
     if args.db_url:
-        return _plain_dsn(args.db_url), ":6543/" in args.db_url
+        return plain_dsn(args.db_url), ":6543/" in args.db_url
     configured = any(k.startswith("SUPABASE_") for k in os.environ) or Path(".env").exists()
     if configured:
         from workbench.schema.reflect import dsn_from_settings

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from workbench.schema import model as m
+from workbench.sqlnames import RESERVED_WORDS, qualified_name, quote_ident, quote_literal
 
 VALID_OPTIONS = frozenset(
     {
@@ -73,17 +74,7 @@ _RESERVED = (
     | {name for names in _IMPORTABLE.values() for name in names}
 )
 
-# PostgreSQL reserved key words (they need quotes as identifiers).
-_PG_RESERVED_WORDS = """
-    all analyse analyze and any array as asc asymmetric authorization binary both case cast check collate
-    collation column concurrently constraint create cross current_catalog current_date current_role current_schema
-    current_time current_timestamp current_user default deferrable desc distinct do else end except false fetch
-    for foreign freeze from full grant group having ilike in initially inner intersect into is isnull join lateral
-    leading left like limit localtime localtimestamp natural not notnull null offset on only or order outer
-    overlaps placing primary references returning right select session_user similar some symmetric system_user
-    table tablesample then to trailing true union unique user using variadic verbose when where window with
-"""
-_PG_RESERVED = frozenset(_PG_RESERVED_WORDS.split())
+_PG_RESERVED = RESERVED_WORDS  # deprecated-for-merge: use workbench.sqlnames.RESERVED_WORDS
 
 # typname -> (SQLAlchemy class, module, Python type)
 _SIMPLE_TYPES: dict[str, tuple[str, str, str]] = {
@@ -236,19 +227,11 @@ def _strip_id(name: str) -> str:
     return ""
 
 
-def quote_ident(name: str) -> str:
-    """A PostgreSQL identifier, quoted only when it must be."""
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) and name not in _PG_RESERVED:
-        return name
-    return '"' + name.replace('"', '""') + '"'
+# deprecated-for-merge: the names below are thin aliases of workbench.sqlnames (the integrator removes them).
+_qn = qualified_name
 
 
-def _qn(schema: str, name: str) -> str:
-    return f"{quote_ident(schema)}.{quote_ident(name)}"
-
-
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+_sql_literal = quote_literal
 
 
 _PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f]*')

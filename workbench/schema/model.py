@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from workbench.sqlnames import qualified_name, quote_ident
+
 TableKind = Literal["table", "partitioned_table", "view", "materialized_view", "foreign_table"]
 TypeKind = Literal["base", "enum", "domain", "composite", "range", "multirange", "pseudo"]
 PolicyCommand = Literal["ALL", "SELECT", "INSERT", "UPDATE", "DELETE"]
@@ -32,6 +34,8 @@ class TypeRef:
     schema: str = "pg_catalog"  # the element type's schema
     kind: TypeKind = "base"
     dims: int = 0  # declared array dimensions; 0 = not an array
+    # pg_type.typcategory of the element type (of a domain's base): "N", "S", "D", "A", ...; derived, not compared
+    category: str = field(default="", compare=False)
 
     @property
     def element_sql(self) -> str:
@@ -43,8 +47,9 @@ class TypeRef:
 
 
 @dataclass
-class Identity:
-    """``GENERATED {ALWAYS|BY DEFAULT} AS IDENTITY`` and its sequence options."""
+class ColumnIdentity:
+    """``GENERATED {ALWAYS|BY DEFAULT} AS IDENTITY`` and its sequence options (not ``workbench.identity.Identity``,
+    who a query runs as)."""
 
     always: bool
     start: int = 1
@@ -55,13 +60,16 @@ class Identity:
     cycle: bool = False
 
 
+Identity = ColumnIdentity  # deprecated-for-merge: the old name, for parallel branches
+
+
 @dataclass
 class Column:
     name: str
     type: TypeRef
     nullable: bool = True
     default: str | None = None  # deparsed DEFAULT expression
-    identity: Identity | None = None
+    identity: ColumnIdentity | None = None
     generated: str | None = None  # expression of a STORED generated column
     comment: str | None = None
     collation: str | None = None  # only when it differs from the type's default collation
@@ -107,6 +115,7 @@ class CheckConstraint:
     expression: str  # the condition, without CHECK ( )
     definition: str = ""
     inherited: bool = False
+    columns: list[str] = field(default_factory=list)  # the columns the condition reads
 
 
 @dataclass
@@ -117,6 +126,7 @@ class OtherConstraint:
     kind: str
     definition: str
     inherited: bool = False
+    columns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -127,6 +137,14 @@ class IndexColumn:
     descending: bool = False
     nulls_first: bool | None = None  # only when not the default for the direction
     collation: str | None = None
+
+    @property
+    def column(self) -> str | None:
+        """The plain column name (unquoted), or None for an expression."""
+        if self.is_expression:
+            return None
+        text = self.expression
+        return text[1:-1].replace('""', '"') if text.startswith('"') and text.endswith('"') else text
 
 
 @dataclass
@@ -142,6 +160,12 @@ class Index:
     definition: str = ""  # pg_get_indexdef
     inherited: bool = False  # an index partition created by attaching a partition
 
+    @property
+    def column_names(self) -> list[str] | None:
+        """The key columns, or None when a key is an expression."""
+        names = [c.column for c in self.columns]
+        return None if any(n is None for n in names) else [n for n in names if n is not None]
+
 
 @dataclass
 class Policy:
@@ -151,6 +175,26 @@ class Policy:
     permissive: bool = True
     using: str | None = None
     with_check: str | None = None
+    # the table the policy is on (set by reflect; not part of comparisons)
+    schema: str = field(default="", compare=False)
+    table: str = field(default="", compare=False)
+
+    @property
+    def qualified_table(self) -> str:
+        return qualified(self.schema, self.table)
+
+    def sql(self) -> str:
+        """The ``create policy`` statement that recreates it."""
+        roles = ", ".join(r if r == "public" else quote_ident(r) for r in self.roles)
+        parts = [
+            f"create policy {quote_ident(self.name)} on {qualified_name(self.schema, self.table)}",
+            f"  as {'permissive' if self.permissive else 'restrictive'} for {self.command.lower()} to {roles}",
+        ]
+        if self.using is not None:
+            parts.append(f"  using ({self.using})")
+        if self.with_check is not None:
+            parts.append(f"  with check ({self.with_check})")
+        return "\n".join(parts) + ";"
 
 
 @dataclass
@@ -198,6 +242,40 @@ class Table:
             if col.name == name:
                 return col
         raise KeyError(f"{self.qualified_name} has no column {name!r}")
+
+    @property
+    def sql_name(self) -> str:
+        """``schema.name`` quoted for SQL text."""
+        return qualified_name(self.schema, self.name)
+
+    def unique_column_sets(self) -> list[list[str]]:
+        """Column sets that are unique: the primary key, unique constraints, plain unique indexes."""
+        sets = [self.primary_key.columns] if self.primary_key else []
+        sets += [u.columns for u in self.unique_constraints]
+        for index in self.indexes:
+            names = index.column_names
+            if index.unique and index.where is None and names is not None:
+                sets.append(names)
+        return sets
+
+    def constraint_columns(self) -> dict[str, list[str]]:
+        """Constraint (or unique index) name -> its columns: what a class 23 error's name points at."""
+        found: dict[str, list[str]] = {}
+        if self.primary_key:
+            found[self.primary_key.name] = self.primary_key.columns
+        for fk in self.foreign_keys:
+            found[fk.name] = fk.columns
+        for u in self.unique_constraints:
+            found[u.name] = u.columns
+        for c in self.check_constraints:
+            found[c.name] = c.columns
+        for o in self.other_constraints:
+            found[o.name] = o.columns
+        for index in self.indexes:
+            names = index.column_names
+            if index.unique and index.where is None and names is not None:
+                found[index.name] = names
+        return found
 
 
 @dataclass
@@ -330,3 +408,21 @@ class Database:
     def sequences(self) -> Iterator[Sequence]:
         for schema in self.schemas:
             yield from schema.sequences
+
+    def base_type(self, type_: TypeRef) -> TypeRef:
+        """A domain's base type (followed through domains over domains); other types as they are."""
+        seen = 0
+        while type_.kind == "domain" and seen < 16:
+            domain = next((d for d in self.domains() if (d.schema, d.name) == (type_.schema, type_.name)), None)
+            if domain is None:
+                break
+            type_, seen = domain.base, seen + 1
+        return type_
+
+    def enum_labels(self, type_: TypeRef) -> list[str]:
+        """The labels of an enum type (or of a domain over one), in sort order; [] for other types."""
+        base = self.base_type(type_)
+        if base.kind != "enum":
+            return []
+        enum = next((e for e in self.enums() if (e.schema, e.name) == (base.schema, base.name)), None)
+        return list(enum.labels) if enum else []

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from workbench.exceptions import WorkbenchUserError
 from workbench.schema import model as m
 
 if TYPE_CHECKING:
@@ -75,7 +76,10 @@ select a.attrelid, a.attnum, a.attname as name, format_type(a.atttypid, a.atttyp
        case when a.attcollation <> 0 and a.attcollation <> t.typcollation
             then (select cl.collname::text from pg_collation cl where cl.oid = a.attcollation) end as collation,
        (t.typelem <> 0 and t.typsubscript = 'array_subscript_handler'::regproc) as is_array,
-       et.oid as type_oid, et.typname as type_name, en.nspname as type_schema, et.typtype::text as typtype
+       et.oid as type_oid, et.typname as type_name, en.nspname as type_schema, et.typtype::text as typtype,
+       case when et.typtype = 'd' then et.typbasetype end as base_type_oid,
+       (select b.typcategory::text from pg_type b
+         where b.oid = case when et.typtype = 'd' then et.typbasetype else et.oid end) as category
   from pg_attribute a
   join pg_type t on t.oid = a.atttypid
   join pg_type et on et.oid = case when t.typelem <> 0 and t.typsubscript = 'array_subscript_handler'::regproc
@@ -201,7 +205,7 @@ _POLICY_COMMANDS: dict[str, m.PolicyCommand] = {
 _TYPE_LIMITS = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
 
 
-class ReflectError(ValueError):
+class ReflectError(WorkbenchUserError, ValueError):
     """The request cannot be answered (unknown schema or table); the message says what exists."""
 
 
@@ -284,8 +288,12 @@ async def reflect(
                 f"No schema named {', '.join(map(repr, missing))} in this database. "
                 f"Schemas here: {', '.join(r['nspname'] for r in names)}."
             )
-        rel_rows = list(await conn.fetch(_RELATIONS.format(where="n.nspname = any($1::text[])"), schemas))
         wanted = _parse_table_filter(tables, schemas)
+        if wanted is None:
+            rel_rows = list(await conn.fetch(_RELATIONS.format(where="n.nspname = any($1::text[])"), schemas))
+        else:  # only the named relations: reflecting one table of a large schema stays fast
+            where = "n.nspname = any($1::text[]) and c.relname = any($2::text[])"
+            rel_rows = list(await conn.fetch(_RELATIONS.format(where=where), schemas, sorted({n for _, n in wanted})))
         if wanted is not None:
             rel_rows = [r for r in rel_rows if (r["schema"], r["name"]) in wanted or (None, r["name"]) in wanted]
             got = {(r["schema"], r["name"]) for r in rel_rows} | {(None, r["name"]) for r in rel_rows}
@@ -319,7 +327,10 @@ async def reflect(
         done("policies")
         seq_rows = await conn.fetch(_SEQUENCES.format(not_extension=_NOT_EXTENSION_MEMBER), schemas, all_oids)
         done("sequences")
-        used_types = sorted({r["type_oid"] for r in col_rows if r["typtype"] in ("e", "d")})
+        used_types = sorted(
+            {r["type_oid"] for r in col_rows if r["typtype"] in ("e", "d")}
+            | {r["base_type_oid"] for r in col_rows if r["base_type_oid"] is not None}  # enums under domains
+        )
         type_rows = await conn.fetch(_TYPES, schemas, used_types)
         done("types")
         view_oids = [r["oid"] for r in rel_rows if r["relkind"] in ("v", "m")]
@@ -367,13 +378,14 @@ def _assemble(
     for row in con_rows:
         table = tables.get(row["conrelid"])
         if table is not None:
-            columns = [names[(row["conrelid"], n)] for n in row["conkey"] or ()]
+            columns = [names[(row["conrelid"], n)] for n in row["conkey"] or () if n > 0]
             ref_columns = [names[(row["confrelid"], n)] for n in row["confkey"] or ()]
             _add_constraint(table, row, columns, ref_columns)
     for row in idx_rows:
         tables[row["indrelid"]].indexes.append(_index(row))
     for row in pol_rows:
-        tables[row["polrelid"]].policies.append(
+        owner = tables[row["polrelid"]]
+        owner.policies.append(
             m.Policy(
                 name=row["polname"],
                 command=_POLICY_COMMANDS[row["cmd"]],
@@ -381,6 +393,8 @@ def _assemble(
                 permissive=row["polpermissive"],
                 using=row["using_expr"],
                 with_check=row["check_expr"],
+                schema=owner.schema,
+                table=owner.name,
             )
         )
     for row in dep_rows:
@@ -443,13 +457,13 @@ def _table(row: Any) -> m.Table:
 def _column(row: Any) -> m.Column:
     identity = None
     if row["identity"]:
-        identity = m.Identity(always=row["identity"] == "a")
+        identity = m.ColumnIdentity(always=row["identity"] == "a")
     generated = row["default_expr"] if row["generated"] == "s" else None
     default = None if generated is not None else row["default_expr"]
     dims = max(row["attndims"], 1) if row["is_array"] else 0
     return m.Column(
         name=row["name"],
-        type=_type_ref(row["type_sql"], row["type_name"], row["type_schema"], row["typtype"], dims),
+        type=_type_ref(row["type_sql"], row["type_name"], row["type_schema"], row["typtype"], dims, row["category"]),
         nullable=not row["attnotnull"],
         default=default,
         identity=identity,
@@ -460,9 +474,10 @@ def _column(row: Any) -> m.Column:
 
 
 @functools.lru_cache(maxsize=4096)
-def _type_ref(sql: str, name: str, schema: str, typtype: str, dims: int) -> m.TypeRef:
+def _type_ref(sql: str, name: str, schema: str, typtype: str, dims: int, category: str = "") -> m.TypeRef:
     """TypeRefs are immutable: the few distinct ones are shared by every column."""
-    return m.TypeRef(sql=sql, name=name, schema=schema, kind=_TYPTYPES.get(typtype, "base"), dims=dims)
+    kind = _TYPTYPES.get(typtype, "base")
+    return m.TypeRef(sql=sql, name=name, schema=schema, kind=kind, dims=dims, category=category or "")
 
 
 def _add_constraint(table: m.Table, row: Any, columns: list[str], ref_columns: list[str]) -> None:
@@ -502,12 +517,16 @@ def _add_constraint(table: m.Table, row: Any, columns: list[str], ref_columns: l
     elif kind == "c":
         table.check_constraints.append(
             m.CheckConstraint(
-                name=name, expression=_check_expression(definition), definition=definition, inherited=inherited
+                name=name,
+                expression=_check_expression(definition),
+                definition=definition,
+                inherited=inherited,
+                columns=columns,
             )
         )
     else:
         table.other_constraints.append(
-            m.OtherConstraint(name=name, kind="exclude", definition=definition, inherited=inherited)
+            m.OtherConstraint(name=name, kind="exclude", definition=definition, inherited=inherited, columns=columns)
         )
 
 
@@ -556,7 +575,7 @@ def _sequences(rows: Sequence[Any], tables: dict[int, m.Table]) -> list[m.Sequen
             if table is not None:
                 for col in table.columns:
                     if col.name == row["owner_column"] and col.identity is not None:
-                        col.identity = m.Identity(
+                        col.identity = m.ColumnIdentity(
                             always=col.identity.always,
                             start=row["seqstart"],
                             increment=row["seqincrement"],
@@ -618,14 +637,14 @@ async def reflect_dsn(
     import asyncpg
 
     kwargs: dict[str, Any] = {"statement_cache_size": 0} if pooled else {}
-    conn = await asyncpg.connect(_plain_dsn(dsn), **kwargs)
+    conn = await asyncpg.connect(plain_dsn(dsn), **kwargs)
     try:
         return await reflect(conn, schemas, tables, progress)
     finally:
         await conn.close()
 
 
-def _plain_dsn(dsn: str) -> str:
+def plain_dsn(dsn: str) -> str:
     """asyncpg wants ``postgresql://``; accept SQLAlchemy's ``postgresql+asyncpg://`` too."""
     scheme, sep, rest = dsn.partition("://")
     if sep and "+" in scheme:
@@ -633,10 +652,13 @@ def _plain_dsn(dsn: str) -> str:
     return dsn
 
 
+_plain_dsn = plain_dsn  # deprecated-for-merge: other branches may still import the private name
+
+
 def dsn_from_settings(settings: Any) -> tuple[str, bool]:
     """The libpq DSN of a :class:`~workbench.settings.Settings` and whether a transaction pooler is in between."""
     url = settings.database_url("asyncpg")
-    dsn = _plain_dsn(url.render_as_string(hide_password=False))
+    dsn = plain_dsn(url.render_as_string(hide_password=False))
     return dsn, settings.mode.value == "transaction"
 
 
@@ -656,7 +678,7 @@ async def list_schemas_dsn(dsn: str, *, pooled: bool = False) -> list[str]:
     import asyncpg
 
     kwargs: dict[str, Any] = {"statement_cache_size": 0} if pooled else {}
-    conn = await asyncpg.connect(_plain_dsn(dsn), **kwargs)
+    conn = await asyncpg.connect(plain_dsn(dsn), **kwargs)
     try:
         rows = await conn.fetch(
             """select n.nspname from pg_namespace n

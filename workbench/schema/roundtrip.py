@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 from workbench.schema import model as m
 from workbench.schema.codegen import External, GeneratedCode, Layout, generate
 from workbench.schema.diff import DEFAULT_IGNORE, Difference, diff, format_diff
-from workbench.schema.reflect import _plain_dsn, reflect
+from workbench.schema.reflect import plain_dsn, reflect
+from workbench.sqlnames import qualified_name, quote_ident
 
 if TYPE_CHECKING:
     import asyncpg
@@ -95,7 +96,7 @@ async def copy_functions(source: asyncpg.Connection, target: asyncpg.Connection)
         await source.execute("select set_config('search_path', 'pg_catalog', true)")
         rows = await source.fetch(_FUNCTIONS)
     schemas = sorted({r["schema"] for r in rows})
-    statements: list[str] = [f"create schema if not exists {_quote(s)}" for s in schemas]
+    statements: list[str] = [f"create schema if not exists {quote_ident(s)}" for s in schemas]
     for row in rows:
         if row["definition"]:
             statements.append(row["definition"])
@@ -108,7 +109,7 @@ async def copy_functions(source: asyncpg.Connection, target: asyncpg.Connection)
             if row["initcond"] is not None:
                 parts.append("INITCOND = '" + row["initcond"].replace("'", "''") + "'")
             statements.append(
-                f"CREATE AGGREGATE {_quote(row['schema'])}.{_quote(row['name'])}({row['args']}) ({', '.join(parts)})"
+                f"CREATE AGGREGATE {qualified_name(row['schema'], row['name'])}({row['args']}) ({', '.join(parts)})"
             )
     created, deferred = await _run_each(target, statements)
     return created, deferred
@@ -132,12 +133,6 @@ async def _run_each(conn: asyncpg.Connection, statements: Sequence[str]) -> tupl
             except Exception:  # noqa: BLE001 - retried after create_all; reported if it still fails
                 failed.append(sql)
     return created, failed
-
-
-def _quote(name: str) -> str:
-    from workbench.schema.codegen import quote_ident
-
-    return quote_ident(name)
 
 
 def import_code(code: str | GeneratedCode, workdir: Path) -> ModuleType:
@@ -196,7 +191,7 @@ async def create_all(metadata: MetaData, dsn: str) -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
     from sqlalchemy.pool import NullPool
 
-    url = "postgresql+asyncpg://" + _plain_dsn(dsn).split("://", 1)[1]
+    url = "postgresql+asyncpg://" + plain_dsn(dsn).split("://", 1)[1]
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.begin() as conn:
@@ -225,8 +220,8 @@ async def roundtrip(
 
     clock = time.perf_counter
     times: dict[str, float] = {}
-    source = await asyncpg.connect(_plain_dsn(source_dsn))
-    target = await asyncpg.connect(_plain_dsn(target_dsn))
+    source = await asyncpg.connect(plain_dsn(source_dsn))
+    target = await asyncpg.connect(plain_dsn(target_dsn))
     workdir = Path(tempfile.mkdtemp(prefix="wb-roundtrip-"))
     module: ModuleType | None = None
     try:
@@ -295,7 +290,7 @@ def sqlacodegen_code(dsn: str, schemas: Sequence[str] = (m.DEFAULT_SCHEMA,), opt
         raise RoundTripError(
             "sqlacodegen is needed for this comparison: pip install sqlacodegen 'psycopg[binary]'"
         ) from exc
-    url = "postgresql+psycopg://" + _plain_dsn(dsn).split("://", 1)[1]
+    url = "postgresql+psycopg://" + plain_dsn(dsn).split("://", 1)[1]
     engine = create_engine(url)
     try:
         metadata = MetaData()

@@ -4,18 +4,15 @@ reveals its remediation SQL. The SQL is only ever shown: review it and run it yo
 
 from __future__ import annotations
 
-import argparse
 import html
-import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from workbench.policies.advisors import LEVELS, LINTS, Lint, advisors, group_by_level
-from workbench.policies.initplan import InitplanMeasurement, measure_initplan
-from workbench.policies.matrix import PolicyMatrixError
+from workbench.policies.advisors import Lint, group_by_level
+from workbench.policies.commands import advise, make_advise_parser, parse_advise_options
+from workbench.policies.initplan import InitplanMeasurement
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
@@ -135,70 +132,9 @@ def render_measurement(m: InitplanMeasurement) -> str:
 
 
 # -- %sbadvise -----------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # type: ignore[override]
-        raise PolicyMatrixError(f"{self.prog}: {message}.\n{self.format_usage().strip()}")
-
-    def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
-        raise PolicyMatrixError(message or self.format_usage())
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="%sbadvise",
-        add_help=False,
-        description="Supabase's database lints against the connected database; fixes are shown, never applied.",
-    )
-    parser.add_argument("--lints", nargs="+", choices=list(LINTS), metavar="LINT", help=f"among {', '.join(LINTS)}")
-    parser.add_argument(
-        "--schemas", nargs="+", metavar="SCHEMA", help="exposed schemas (default: pgrst.db_schemas or public)"
-    )
-    parser.add_argument("--level", nargs="+", choices=[lv.lower() for lv in LEVELS] + list(LEVELS), metavar="LEVEL",
-                        help="only these levels: error warn info")  # fmt: skip
-    parser.add_argument(
-        "--measure",
-        action="store_true",
-        help="also measure auth_rls_initplan: EXPLAIN ANALYZE on a scratch table (rolled back)",
-    )
-    parser.add_argument("--rows", type=int, default=100_000, help="rows of the measurement table")
-    parser.add_argument("-h", "--help", action="store_true", help="show this help")
-    return parser
-
-
-@dataclass
-class AdviseOptions:
-    lints: list[str] | None = None
-    schemas: list[str] | None = None
-    levels: list[str] | None = None
-    measure: bool = False
-    rows: int = 100_000
-    help: bool = False
-
-
-def parse_options(line: str) -> AdviseOptions:
-    try:
-        words = shlex.split(line)
-    except ValueError as exc:
-        raise PolicyMatrixError(f"%sbadvise: {exc} (check the quotes).") from None
-    args = make_parser().parse_args(words)
-    if args.rows < 1:
-        raise PolicyMatrixError("%sbadvise: --rows must be at least 1.")
-    return AdviseOptions(args.lints, args.schemas, args.level, args.measure, args.rows, args.help)
-
-
-async def advise(wb: Workbench, options: AdviseOptions) -> tuple[list[Lint], InitplanMeasurement | None]:
-    engine = wb.engine()
-    found = await advisors(engine, lints=options.lints, schemas=options.schemas, levels=options.levels)
-    measurement = None
-    if options.measure:
-        async with engine.connect() as sa_conn:
-            raw = (await sa_conn.get_raw_connection()).driver_connection
-            assert raw is not None
-            try:
-                measurement = await measure_initplan(raw, rows=options.rows)
-            finally:
-                await sa_conn.rollback()
-    return found, measurement
+# The command's logic lives in workbench.policies.commands (shared with the CLI and plain calls).
+parse_options = parse_advise_options
+make_parser = make_advise_parser
 
 
 def advisors_magic(wb: Workbench, line: str) -> Any:
@@ -208,5 +144,9 @@ def advisors_magic(wb: Workbench, line: str) -> Any:
         help_text = w.HTML(f"<pre>{html.escape(make_parser().format_help())}</pre>")
         help_text.add_class("wb-advisor-help")
         return help_text
-    found, measurement = wb.run(advise(wb, options))
+
+    async def run() -> tuple[list[Lint], InitplanMeasurement | None]:  # the engine belongs to wb.run's loop
+        return await advise(wb.engine(), options)
+
+    found, measurement = wb.run(run())
     return AdvisorsWidget(found, measurement)

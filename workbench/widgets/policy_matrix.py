@@ -7,32 +7,41 @@ so tests and the browser drive it the same way.
 
 from __future__ import annotations
 
-import argparse
 import html
-import shlex
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from workbench.policies.commands import (
+    DEFAULT_ROLES,
+    DEFAULT_USERS,
+    MatrixOptions,
+    make_matrix_parser,
+    matrix_for,
+    parse_matrix_options,
+)
 from workbench.policies.matrix import (
     COLOURS,
-    OPERATIONS,
     OUTCOME_MEANING,
     OUTCOMES,
     Cell,
     PolicyMatrix,
-    PolicyMatrixError,
-    build_matrix,
-    resolve_identities,
 )
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
 
-DEFAULT_ROLES = ("anon", "service_role")
-DEFAULT_USERS = 3
+__all__ = [
+    "DEFAULT_ROLES",
+    "DEFAULT_USERS",
+    "MatrixOptions",
+    "PolicyMatrixWidget",
+    "make_parser",
+    "matrix_for",
+    "parse_options",
+    "policy_matrix_magic",
+    "render_cell",
+]
 
 
 class PolicyMatrixWidget:
@@ -153,99 +162,9 @@ def _label(text: str, classes: str) -> w.HTML:
 
 
 # -- %sbpolicies ---------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises our error instead of printing and exiting."""
-
-    def error(self, message: str) -> Any:  # type: ignore[override]
-        raise PolicyMatrixError(f"{self.prog}: {message}.\n{self.format_usage().strip()}")
-
-    def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
-        raise PolicyMatrixError(message or self.format_usage())
-
-
-USAGE_EXAMPLES = """examples:
-  %sbpolicies
-  %sbpolicies --as alice@example.com bob@example.com --tables tasks projects
-  %sbpolicies --as 'bob@example.com+{"user_role": "admin"}' --roles anon --ops select insert
-  %sbpolicies --tables tasks --export tests/test_policies.py
-  %sbpolicies --migration supabase/migrations/20260101_teams.sql"""
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="%sbpolicies",
-        add_help=False,
-        description="What each identity may do to each table, really tried in a transaction that is rolled back.",
-        epilog=USAGE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--as", dest="users", nargs="+", action="extend", metavar="USER",
-                        help="users of auth.users (email or uuid), each optionally +{json claims}; default: the first "
-                        f"{DEFAULT_USERS}")  # fmt: skip
-    parser.add_argument("--roles", nargs="*", default=None, metavar="ROLE",
-                        help=f"role identities; default: {' '.join(DEFAULT_ROLES)} (--roles alone: none)")  # fmt: skip
-    parser.add_argument("--tables", nargs="+", action="extend", metavar="TABLE",
-                        help="tables as schema.table or a table of public; default: every table of public")  # fmt: skip
-    parser.add_argument("--ops", nargs="+", choices=OPERATIONS, metavar="OP",
-                        help=f"operations among {', '.join(OPERATIONS)}; default: all")  # fmt: skip
-    parser.add_argument("--export", metavar="PATH", help="also write the matrix as a pytest file")
-    parser.add_argument("--migration", metavar="PATH", help="the matrix before / after this migration (.sql file "
-                        "or folder), rolled back, with the changed cells highlighted")  # fmt: skip
-    parser.add_argument("--timeout-ms", type=int, default=5000, help="statement timeout of each probe")
-    parser.add_argument("-h", "--help", action="store_true", help="show this help")
-    return parser
-
-
-@dataclass
-class MatrixOptions:
-    users: list[str] | None = None
-    roles: list[str] = field(default_factory=lambda: list(DEFAULT_ROLES))
-    tables: list[str] | None = None
-    operations: list[str] = field(default_factory=lambda: list(OPERATIONS))
-    export: str | None = None
-    migration: str | None = None
-    timeout_ms: int = 5000
-    help: bool = False
-
-
-def parse_options(line: str) -> MatrixOptions:
-    """Parse a ``%sbpolicies`` line (shell-like quoting, so JSON claims survive)."""
-    try:
-        words = shlex.split(line)
-    except ValueError as exc:
-        raise PolicyMatrixError(f"%sbpolicies: {exc} (check the quotes).") from None
-    args = make_parser().parse_args(words)
-    if args.timeout_ms <= 0:
-        raise PolicyMatrixError("%sbpolicies: --timeout-ms must be a positive number of milliseconds.")
-    return MatrixOptions(
-        users=args.users,
-        roles=list(DEFAULT_ROLES) if args.roles is None else args.roles,
-        tables=args.tables,
-        operations=args.ops or list(OPERATIONS),
-        export=args.export,
-        migration=args.migration,
-        timeout_ms=args.timeout_ms,
-        help=args.help,
-    )
-
-
-async def matrix_for(wb: Workbench, options: MatrixOptions) -> PolicyMatrix:
-    """Resolve the identities and build the matrix on the running loop's engine."""
-    from workbench.identity import find_users
-
-    async with wb.engine().connect() as sa_conn:
-        raw = (await sa_conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        try:
-            users: Sequence[str] | None = options.users
-            if users is None:
-                users = [str(u["email"] or u["id"]) for u in await find_users(raw, "", DEFAULT_USERS)]
-            identities = await resolve_identities(raw, users, options.roles, issuer=wb.issuer)
-            return await build_matrix(
-                raw, identities, options.tables, options.operations, statement_timeout_ms=options.timeout_ms
-            )
-        finally:
-            await sa_conn.rollback()
+# The command's logic lives in workbench.policies.commands (shared with the CLI and plain calls).
+parse_options = parse_matrix_options
+make_parser = make_matrix_parser
 
 
 def policy_matrix_magic(wb: Workbench, line: str) -> Any:
@@ -259,7 +178,11 @@ def policy_matrix_magic(wb: Workbench, line: str) -> Any:
         from workbench.widgets.policy_impact import PolicyImpactWidget, impact_for
 
         return PolicyImpactWidget(wb.run(impact_for(wb, options)))
-    matrix = wb.run(matrix_for(wb, options))
+
+    async def build() -> PolicyMatrix:  # the engine belongs to the loop wb.run uses
+        return await matrix_for(wb.engine(), options, issuer=wb.issuer)
+
+    matrix = wb.run(build())
     status = ""
     if options.export:
         from workbench.policies.export import export_pytest

@@ -223,7 +223,7 @@ class SchemaBrowser:
             try:
                 self._cache[name] = self._load([name], step)
             except Exception as exc:  # noqa: BLE001 - shown to the user, who can pick another schema
-                from workbench.errors import redact
+                from workbench.redaction import redact
 
                 self.status.value = (
                     f"<span class='wb-schema-error'>Could not read {_e(name)}: {_e(redact(str(exc)))}</span>"

@@ -441,7 +441,7 @@ class RemoteRig:
             server_user = urlsplit(self.standin.dsn()).username or "postgres"
             server_password = urlsplit(self.standin.dsn()).password or ""
             for mode in ("session", "transaction"):
-                self.bouncers[mode] = RigBouncer(
+                bouncer = RigBouncer(
                     backend_port=pg_port,
                     pool_size=self.pool_size,
                     binary=binary,
@@ -454,7 +454,9 @@ class RemoteRig:
                     cert=self.certs.pooler_cert,
                     key=self.certs.pooler_key,
                     port=free_port(),
-                ).start()
+                )
+                self.bouncers[mode] = bouncer
+                bouncer.start()
             backends = {"direct": self.tls_front.port} | {m: b.port for m, b in self.bouncers.items()}
             for kind in KINDS:
                 self.proxies[kind] = LatencyProxy(backends[kind], self.delay_ms, name=f"rig-{kind}").start()

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from workbench import tls
 from workbench.settings import ConnectionMode, Settings
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def create_engine(
 
     opts = options or EngineOptions()
     if isinstance(target, Settings):
-        url = target.database_url()
+        url, tls_config = tls.for_url(target.database_url(), target.db_sslmode, target.db_sslrootcert)
         mode = ConnectionMode(mode) if mode is not None else target.mode
         if options is None:
             opts = EngineOptions(
@@ -69,10 +70,13 @@ def create_engine(
             )
     else:
         url = make_url(target) if isinstance(target, str) else target
-        url = url.set(drivername="postgresql+asyncpg")
+        url, tls_config = tls.for_url(url.set(drivername="postgresql+asyncpg"))
         mode = ConnectionMode(mode) if mode is not None else ConnectionMode.DIRECT
 
-    connect_args: dict[str, Any] = {"server_settings": {"application_name": opts.application_name}}
+    connect_args: dict[str, Any] = {
+        "server_settings": {"application_name": opts.application_name},
+        "ssl": tls_config.asyncpg_ssl(),
+    }
     if mode is ConnectionMode.TRANSACTION:
         connect_args |= transaction_safe_connect_args()
         url = url.update_query_dict({"prepared_statement_cache_size": "0"})
@@ -93,6 +97,8 @@ def create_engine(
     engine = create_async_engine(url, **kwargs)
     _MODES[engine.sync_engine] = mode
     _TIMEOUTS[engine.sync_engine] = opts.statement_timeout_ms
+    _TLS[engine.sync_engine] = tls_config
+    _explain_tls_failures(engine, tls_config)
     _roll_back_raw_transactions(engine)
     _start_transactions(engine, opts.statement_timeout_ms if mode is ConnectionMode.TRANSACTION else None)
     return engine
@@ -102,6 +108,29 @@ _MODES: weakref.WeakKeyDictionary[Engine, ConnectionMode] = weakref.WeakKeyDicti
 
 
 _TIMEOUTS: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+
+_TLS: weakref.WeakKeyDictionary[Engine, tls.TLSConfig] = weakref.WeakKeyDictionary()
+
+
+def engine_tls(engine: AsyncEngine) -> tls.TLSConfig | None:
+    """The TLS decision an engine connects with (None for engines made elsewhere)."""
+    return _TLS.get(engine.sync_engine)
+
+
+def _explain_tls_failures(engine: AsyncEngine, config: tls.TLSConfig) -> None:
+    """Connect ourselves (SQLAlchemy's documented ``do_connect`` hook) so that a failed TLS handshake
+    surfaces as one :class:`workbench.tls.TLSError` naming the setting to change."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            explained = config.explain(exc)
+            if explained is None:
+                raise
+            raise explained from None
 
 
 def engine_statement_timeout(engine: AsyncEngine) -> int | None:

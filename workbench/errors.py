@@ -21,6 +21,7 @@ import asyncpg
 import sqlalchemy.exc
 
 from workbench import sqltext
+from workbench.tls import TLSError
 
 __all__ = [
     "Category",
@@ -289,6 +290,9 @@ def _classify(root: BaseException, sql: str | None) -> ClassifiedError:
             "The statement was cancelled.",
             "A cancelled statement's changes are rolled back; run it again when ready.",
         )
+    if isinstance(root, TLSError):  # before OSError: a ConnectionError; its message names the setting
+        what, _, fix = text.partition(" Fix: ")
+        return ClassifiedError(Category.CONNECTION, what, f"Fix: {fix}" if fix else "Check the TLS settings.")
     if isinstance(root, TimeoutError):  # before OSError: TimeoutError is one
         return ClassifiedError(
             Category.TIMEOUT,

@@ -140,3 +140,27 @@ def test_engines_remember_their_tls_decision(remote_rig: RemoteRig) -> None:
     engine = create_engine(remote_rig.settings("session", "verify-ca", db_sslrootcert=remote_rig.ca_file))
     config = engine_tls(engine)
     assert config is not None and config.mode is tls.SSLMode.VERIFY_CA and config.verifies
+
+
+async def test_doctor_shows_the_tls_version_and_whether_the_certificate_was_verified(remote_rig: RemoteRig) -> None:
+    from workbench.doctor import diagnose
+
+    verified = {
+        c.name: c
+        for c in await diagnose(remote_rig.settings("session", "verify-full", db_sslrootcert=remote_rig.ca_file))
+    }
+    assert verified["TLS"].ok and verified["TLS"].detail.startswith("TLSv1.")
+    assert "certificate verified, host name checked" in verified["TLS"].detail
+    assert "sslmode=verify-full" in verified["TLS"].detail
+    unverified = {c.name: c for c in await diagnose(remote_rig.settings("direct", "require"))}
+    assert "certificate NOT verified" in unverified["TLS"].detail
+
+
+async def test_doctor_reports_a_tls_failure_as_one_line_with_the_fix(remote_rig: RemoteRig, tmp_path: Path) -> None:
+    from workbench.doctor import diagnose
+
+    other_ca = make_certificates(tmp_path).ca
+    checks = await diagnose(remote_rig.settings("direct", "verify-ca", db_sslrootcert=other_ca))
+    failed = [c for c in checks if not c.ok]
+    assert [c.name for c in failed] == ["TLS"]
+    assert "SUPABASE_DB_SSLROOTCERT" in failed[0].fix

@@ -241,6 +241,8 @@ class PostgresTLSFront(_ThreadServer):
         tasks = {asyncio.create_task(pipe(reader, server_writer)), asyncio.create_task(pipe(server_reader, writer))}
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass  # the rig is stopping
         finally:
             for task in tasks:
                 task.cancel()
@@ -300,6 +302,8 @@ class LatencyProxy(_ThreadServer):
         down = asyncio.create_task(self._pipe(server_reader, client_writer, turns, "down"))
         try:
             await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass  # the rig is stopping: end quietly instead of as a cancelled connection callback
         finally:
             for task in (up, down):
                 task.cancel()

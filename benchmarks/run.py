@@ -36,6 +36,7 @@ SUITES = {
     "impersonation": "Impersonation overhead per query",
     "pool": "Pool throughput and p95 latency",
     "schema": "Reflection + model generation",
+    "remote": "A remote project: wall time in RTTs and round trips on the wire",
 }
 PACKAGES = (
     "sqlalchemy",

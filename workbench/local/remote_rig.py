@@ -412,7 +412,7 @@ class RemoteRig:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wb-remote-rig-")))
     standin: LocalStandIn | None = None
     delay_ms: float = 0.0
-    pool_size: int = 4
+    pool_size: int = 20  # server connections per pooler; session mode holds one per client connection
     ref: str = RIG_REF
     certs: Certificates | None = field(default=None, init=False)
     proxies: dict[str, LatencyProxy] = field(default_factory=dict, init=False)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -167,7 +168,7 @@ def measure(ctx: SuiteContext) -> SuiteResult:
             progress(f"remote: {where}")
             methods, closers = build(rig, kind, shell, bg)
             try:
-                for name, method in methods.items():  # warm: connected, caches filled, identity resolved
+                for method in methods.values():  # warm: connected, caches filled, identity resolved
                     method()
                     method()
                 proxy = rig.proxies[kind]
@@ -208,8 +209,6 @@ def measure(ctx: SuiteContext) -> SuiteResult:
             samples = []
             for _ in range(2 if ctx.quick else 3):
                 core.connect(rig.settings(kind, "require"))
-                import time
-
                 started = time.perf_counter()
                 shell.run_cell_magic("sbquery", "", QUERY)
                 samples.append((time.perf_counter() - started) * 1000 / rtt)

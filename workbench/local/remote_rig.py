@@ -23,12 +23,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
+import os
 import secrets
 import shutil
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,7 +411,7 @@ class RemoteRig:
     rig makes its own in ``workdir`` and destroys it at :meth:`stop`.
     """
 
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wb-remote-rig-")))
+    workdir: Path | None = None  # default: a new temporary folder, deleted at stop
     standin: LocalStandIn | None = None
     delay_ms: float = 0.0
     pool_size: int = 20  # server connections per pooler; session mode holds one per client connection
@@ -419,6 +421,7 @@ class RemoteRig:
     bouncers: dict[str, RigBouncer] = field(default_factory=dict, init=False)
     tls_front: PostgresTLSFront | None = field(default=None, init=False)
     _own_standin: bool = field(default=False, init=False)
+    _own_workdir: bool = field(default=False, init=False)
     _password: str = field(default="", init=False, repr=False)
 
     def __repr__(self) -> str:
@@ -430,6 +433,8 @@ class RemoteRig:
         from workbench.local.standin import LocalStandIn
 
         binary = find_pgbouncer()
+        if self.workdir is None:
+            self.workdir, self._own_workdir = Path(tempfile.mkdtemp(prefix="wb-remote-rig-")), True
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o711)  # PgBouncer runs as nobody when we are root: it must reach its folder
         if self.standin is None:
@@ -449,7 +454,8 @@ class RemoteRig:
                     backend_port=pg_port,
                     pool_size=self.pool_size,
                     binary=binary,
-                    workdir=self.workdir / f"pgbouncer-{mode}",
+                    # PgBouncer runs as nobody under root: its folder must not sit below a private one
+                    workdir=Path(tempfile.mkdtemp(prefix=f"wb-rig-pgbouncer-{mode}-")),
                     pool_mode=mode,
                     ref=self.ref,
                     password=self._password,
@@ -484,7 +490,10 @@ class RemoteRig:
         if self.standin is not None and self._own_standin:
             self.standin.destroy()
             self.standin = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir / "certs", ignore_errors=True)
+            if self._own_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> RemoteRig:
         return self.start()
@@ -545,3 +554,121 @@ class RemoteRig:
         for kind in KINDS:
             masked = self.url(kind).replace(quote(self.password, safe=""), "[PASSWORD]")
             yield f"  {kind:<12} {masked}"
+
+
+# -- one command: ``workbench remote-rig start|stop|status`` ------------------------------------------------
+STATE_FILE = "remote-rig.json"
+
+
+def _state_path(folder: Path) -> Path:
+    return folder / STATE_FILE
+
+
+def serve(folder: Path, delay_ms: float = 0.0, ready: Callable[[RemoteRig], None] | None = None) -> None:
+    """Run a rig (with its own stand-in in ``folder``) until SIGINT/SIGTERM; its URLs go to a 0600 file."""
+    import json
+    import signal
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    folder.mkdir(parents=True, exist_ok=True)
+    rig = RemoteRig(workdir=folder, delay_ms=delay_ms).start()
+    state = _state_path(folder)
+    try:
+        fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(
+                {
+                    "pid": os.getpid(),
+                    "ca_file": str(rig.ca_file),
+                    "delay_ms": delay_ms,
+                    "urls": {kind: rig.url(kind, "require") for kind in KINDS},
+                },
+                fh,
+                indent=2,
+            )
+        if ready is not None:
+            ready(rig)
+        stop.wait()
+    finally:
+        state.unlink(missing_ok=True)
+        rig.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def read_state(folder: Path) -> dict[str, Any] | None:
+    """The running rig's pid, CA file and URLs (with the password), or None."""
+    import json
+
+    from workbench.local.postgres import pid_alive
+
+    try:
+        state: dict[str, Any] = json.loads(_state_path(folder).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return state if pid_alive(int(state.get("pid", 0))) else None
+
+
+def start_detached(folder: Path, delay_ms: float = 0.0, timeout: float = 120) -> dict[str, Any]:
+    """Start :func:`serve` in a background process and wait until its state file says it is up."""
+    import subprocess
+    import sys
+
+    from workbench.local.postgres import pid_alive
+
+    running = read_state(folder)
+    if running is not None:
+        return running
+    folder.mkdir(parents=True, exist_ok=True)
+    log = open(folder / "remote-rig.log", "ab")  # noqa: SIM115 - handed to the child process
+    cmd = [
+        sys.executable,
+        "-m",
+        "workbench.cli",
+        "remote-rig",
+        "start",
+        "--foreground",
+        "--dir",
+        str(folder),
+        "--delay-ms",
+        str(delay_ms),
+    ]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = read_state(folder)
+        if state is not None:
+            return state
+        if proc.poll() is not None or not pid_alive(proc.pid):
+            break
+        time.sleep(0.1)  # polling for the state file the child writes when the rig is up
+    proc.kill()
+    tail = (folder / "remote-rig.log").read_text(errors="replace").splitlines()[-15:]
+    raise RuntimeError("the remote rig did not start:\n" + "\n".join(tail))
+
+
+def stop_detached(folder: Path, timeout: float = 60) -> bool:
+    """Stop the background rig of ``folder``; True when one was running."""
+    import signal
+
+    from workbench.local.postgres import pid_alive
+
+    state = read_state(folder)
+    if state is None:
+        return False
+    pid = int(state["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling until the rig process has stopped everything and exited
+    return True
+
+
+def masked(url: str) -> str:
+    """A URL with its password replaced, for printing."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return url.replace(f":{parts.password}@", ":[PASSWORD]@", 1)

@@ -153,7 +153,7 @@ def measure(ctx: SuiteContext) -> SuiteResult:
         result.notes.append("PgBouncer is not installed: the remote suite needs it for the rig (skipped).")
         return result
     rtts = (0, 10) if ctx.quick else (0, 10, 50)
-    runs = 2 if ctx.quick else 7
+    runs = 2 if ctx.quick else 5
     shell = start_ipython()
     assert shell is not None
     shell.run_line_magic("load_ext", "workbench")

@@ -37,6 +37,7 @@ SUITES = {
     "pool": "Pool throughput and p95 latency",
     "schema": "Reflection + model generation",
     "policy_impact": "Policy impact of a migration",
+    "remote": "A remote project: wall time in RTTs and round trips on the wire",
 }
 PACKAGES = (
     "sqlalchemy",

@@ -97,3 +97,15 @@ def pgbouncer_factory(standin: LocalStandIn) -> Iterator[object]:
 def pgbouncer(pgbouncer_factory) -> LocalPgBouncer:  # type: ignore[no-untyped-def]
     """One shared PgBouncer in transaction mode with a server pool of 2."""
     return pgbouncer_factory(pool_size=2)
+
+
+@pytest.fixture(scope="session")
+def remote_rig(standin: LocalStandIn) -> Iterator[object]:
+    """The remote-project rig in front of the session's stand-in: TLS, the two Supavisor-like PgBouncers
+    and a latency proxy per endpoint (delay 0 unless a test sets it; tests reset it)."""
+    require_tool("pgbouncer", "the remote-project rig runs Supavisor's two modes on PgBouncer")
+    from workbench.local.remote_rig import RemoteRig
+
+    rig = RemoteRig(standin=standin).start()
+    yield rig
+    rig.stop()

@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from workbench.local.standin import LocalStandIn, StandInError, StandInStatus
 
@@ -79,6 +80,37 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(local_dir=args.dir)
 
 
+def cmd_remote_rig(args: argparse.Namespace) -> int:
+    """A stand-in for a remote project (TLS, both poolers, latency): see workbench.local.remote_rig."""
+    from workbench.local import remote_rig
+
+    folder = args.dir or (LocalStandIn().data_dir.parent / "remote-rig")
+    if args.action == "stop":
+        print("remote rig stopped" if remote_rig.stop_detached(folder) else "no remote rig was running")
+        return 0
+    if args.action == "start" and args.foreground:
+
+        def ready(rig: remote_rig.RemoteRig) -> None:
+            print("\n".join(rig.describe()), flush=True)
+
+        remote_rig.serve(folder, args.delay_ms, ready)
+        return 0
+    state: dict[str, Any] | None
+    if args.action == "start":
+        state = remote_rig.start_detached(folder, args.delay_ms)
+    else:
+        state = remote_rig.read_state(folder)
+    if state is None:
+        print("no remote rig is running (start it with `workbench remote-rig start`)")
+        return 1
+    print(f"remote rig running (pid {state['pid']}), one-way delay {state['delay_ms']} ms")
+    print(f"  CA file      {state['ca_file']}  (SUPABASE_DB_SSLROOTCERT for verify-full)")
+    for kind, url in state["urls"].items():
+        print(f"  {kind:<12} {remote_rig.masked(url)}")
+    print(f"  full URLs (with the password) are in {folder / remote_rig.STATE_FILE}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description="Supabase Workbench")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--to", default=None, help="inbox: only the messages to this address")
     local.add_argument("--clear", action="store_true", help="inbox: delete every message")
     local.set_defaults(func=cmd_local)
+
+    rig = sub.add_parser("remote-rig", help="a stand-in that behaves like a remote project (TLS, poolers, latency)")
+    rig.add_argument("action", choices=["start", "stop", "status"])
+    rig.add_argument("--dir", type=Path, default=None, help="rig folder (default: beside the local stand-in's)")
+    rig.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay added by the proxies (RTT = 2x)")
+    rig.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
+    rig.set_defaults(func=cmd_remote_rig)
 
     doctor = sub.add_parser("doctor", help="check settings, database, roles and local services")
     doctor.add_argument("--dir", type=Path, default=None, help="local stand-in data folder")

@@ -27,10 +27,18 @@ async def diagnose(settings: Settings) -> list[Check]:
 
     checks: list[Check] = [Check("settings", True, settings.describe())]
     url = settings.database_url().set(drivername="postgresql")
-    dsn = url.render_as_string(hide_password=False)
+    from workbench import tls
+
+    tls_config = settings.tls()  # already validated when the settings loaded
+    args = settings.asyncpg_connect_args()
     try:
-        conn = await asyncpg.connect(dsn, timeout=10, statement_cache_size=0)
+        conn = await asyncpg.connect(args["dsn"], ssl=args["ssl"], timeout=10, statement_cache_size=0)
     except Exception as exc:  # any failure to connect is the finding
+        explained = tls_config.explain(exc)
+        if explained is not None:
+            what, _, fix = str(explained).partition(" Fix: ")
+            checks.append(Check("TLS", False, redact(what), redact(fix)))
+            return checks
         checks.append(
             Check(
                 "database",
@@ -43,6 +51,17 @@ async def diagnose(settings: Settings) -> list[Check]:
     try:
         version = await conn.fetchval("show server_version")
         checks.append(Check("database", True, f"PostgreSQL {version} at {url.host}:{url.port}"))
+        line = await tls.describe_connection(conn)
+        remote = not tls.is_local_host(url.host)
+        tls_ok = line != "not encrypted" or not remote
+        checks.append(
+            Check(
+                "TLS",
+                tls_ok,
+                f"{line}; {tls_config.describe()}",
+                "" if tls_ok else "Set SUPABASE_DB_SSLMODE=require (or verify-full with SUPABASE_DB_SSLROOTCERT).",
+            )
+        )
         rows = await conn.fetch(
             "select rolname, rolbypassrls from pg_roles where rolname = any($1::text[])", list(SUPABASE_ROLES)
         )

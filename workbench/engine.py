@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from workbench.settings import ConnectionMode, Settings, asyncpg_engine_url
+from workbench import tls
+from workbench.settings import ConnectionMode, Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -37,7 +38,9 @@ class EngineOptions:
     max_overflow: int = 5
     pool_recycle: int = 1800
     pool_timeout: float = 30
-    pre_ping: bool = True
+    # True: SQLAlchemy's ping (3 round trips per checkout with asyncpg); "optimistic": no round trip
+    # (see _optimistic_liveness); "auto": optimistic for a remote project, SQLAlchemy's for a local one
+    pre_ping: bool | str = "auto"
     null_pool: bool = False
     connect_args: dict[str, Any] = field(default_factory=dict)
 
@@ -61,7 +64,7 @@ def create_engine(
 
     opts = options or EngineOptions()
     if isinstance(target, Settings):
-        url = target.database_url()
+        url, tls_config = tls.for_url(target.database_url(), target.db_sslmode, target.db_sslrootcert)
         mode = ConnectionMode(mode) if mode is not None else target.mode
         if options is None:
             opts = EngineOptions(
@@ -69,11 +72,13 @@ def create_engine(
             )
     else:
         url = make_url(target) if isinstance(target, str) else target
-        url = url.set(drivername="postgresql+asyncpg")
+        url, tls_config = tls.for_url(url.set(drivername="postgresql+asyncpg"))
         mode = ConnectionMode(mode) if mode is not None else ConnectionMode.DIRECT
 
-    url = asyncpg_engine_url(url)  # ?sslmode=require (as the dashboard offers it) -> asyncpg's ssl
-    connect_args: dict[str, Any] = {"server_settings": {"application_name": opts.application_name}}
+    connect_args: dict[str, Any] = {
+        "server_settings": {"application_name": opts.application_name},
+        "ssl": tls_config.asyncpg_ssl(),
+    }
     if mode is ConnectionMode.TRANSACTION:
         connect_args |= transaction_safe_connect_args()
         url = url.update_query_dict({"prepared_statement_cache_size": "0"})
@@ -81,7 +86,15 @@ def create_engine(
         connect_args["server_settings"] |= {"statement_timeout": str(opts.statement_timeout_ms), "jit": "off"}
     connect_args |= opts.connect_args
 
-    kwargs: dict[str, Any] = {"echo": opts.echo, "connect_args": connect_args, "pool_pre_ping": opts.pre_ping}
+    if opts.pre_ping not in (True, False, OPTIMISTIC, AUTO):
+        raise ValueError(
+            f"EngineOptions.pre_ping must be True, False, {OPTIMISTIC!r} or {AUTO!r}, not {opts.pre_ping!r}"
+        )
+    pre_ping = opts.pre_ping
+    if pre_ping == AUTO:
+        pre_ping = OPTIMISTIC if looks_remote(tls_config) else True
+    sqlalchemy_ping = pre_ping is True
+    kwargs: dict[str, Any] = {"echo": opts.echo, "connect_args": connect_args, "pool_pre_ping": sqlalchemy_ping}
     if opts.null_pool:
         kwargs["poolclass"] = NullPool
     else:
@@ -94,6 +107,10 @@ def create_engine(
     engine = create_async_engine(url, **kwargs)
     _MODES[engine.sync_engine] = mode
     _TIMEOUTS[engine.sync_engine] = opts.statement_timeout_ms
+    _TLS[engine.sync_engine] = tls_config
+    _explain_tls_failures(engine, tls_config)
+    if pre_ping == OPTIMISTIC:
+        _optimistic_liveness(engine)
     _roll_back_raw_transactions(engine)
     _start_transactions(engine, opts.statement_timeout_ms if mode is ConnectionMode.TRANSACTION else None)
     return engine
@@ -118,6 +135,83 @@ _MODES: weakref.WeakKeyDictionary[Engine, ConnectionMode] = weakref.WeakKeyDicti
 
 
 _TIMEOUTS: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+
+_TLS: weakref.WeakKeyDictionary[Engine, tls.TLSConfig] = weakref.WeakKeyDictionary()
+
+
+def engine_tls(engine: AsyncEngine) -> tls.TLSConfig | None:
+    """The TLS decision an engine connects with (None for engines made elsewhere)."""
+    return _TLS.get(engine.sync_engine)
+
+
+def _explain_tls_failures(engine: AsyncEngine, config: tls.TLSConfig) -> None:
+    """Connect ourselves (SQLAlchemy's documented ``do_connect`` hook) so that a failed TLS handshake
+    surfaces as one :class:`workbench.tls.TLSError` naming the setting to change."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            explained = config.explain(exc)
+            if explained is None:
+                raise
+            raise explained from None
+
+
+OPTIMISTIC = "optimistic"
+AUTO = "auto"
+
+
+def looks_remote(config: tls.TLSConfig) -> bool:
+    """A project across a network: a non-loopback host, or TLS required (what a pasted project URL
+    says); there every round trip costs 20-200 ms. The local stand-in is neither."""
+    return not tls.is_local_host(config.host) or config.mode in (
+        tls.SSLMode.REQUIRE,
+        tls.SSLMode.VERIFY_CA,
+        tls.SSLMode.VERIFY_FULL,
+    )
+
+
+def _socket_readable(driver: Any) -> bool:
+    """Has the server sent anything to this idle connection (a FATAL, a close, a TLS close_notify)?"""
+    import select
+
+    transport = getattr(driver, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _optimistic_liveness(engine: AsyncEngine) -> None:
+    """Pre-ping without the round trips: SQLAlchemy's asyncpg ping is BEGIN, ``;``, ROLLBACK (three
+    round trips per checkout, 150 ms at 50 ms RTT). An idle pooled connection should receive nothing;
+    if the socket is closed or has something to read (the server's goodbye), ping with one simple-query
+    message and discard the connection if that fails, which makes the pool connect a new one
+    (SQLAlchemy's ``DisconnectionError`` recipe). A connection that is silently gone (no FIN) fails on
+    first use and is invalidated by SQLAlchemy's own disconnect handling, as with no ping."""
+    from sqlalchemy.exc import DisconnectionError
+    from sqlalchemy.util import await_only
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if driver is None:
+            return
+        if driver.is_closed():
+            raise DisconnectionError("the pooled connection was closed")
+        if not _socket_readable(driver):
+            return
+        try:
+            await_only(driver.execute(";"))  # one simple-query message: safe behind a transaction pooler
+        except Exception as exc:
+            raise DisconnectionError(f"the pooled connection is gone: {type(exc).__name__}") from exc
 
 
 def engine_statement_timeout(engine: AsyncEngine) -> int | None:

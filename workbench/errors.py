@@ -23,6 +23,7 @@ import sqlalchemy.exc
 from workbench import sqltext
 from workbench.exceptions import WorkbenchUserError
 from workbench.redaction import redact  # re-exported: redaction has its own module now
+from workbench.tls import TLSError
 
 __all__ = [
     "Category",
@@ -263,6 +264,9 @@ def _classify(root: BaseException, sql: str | None) -> ClassifiedError:
             "The statement was cancelled.",
             "A cancelled statement's changes are rolled back; run it again when ready.",
         )
+    if isinstance(root, TLSError):  # before OSError: a ConnectionError; its message names the setting
+        what, _, fix = text.partition(" Fix: ")
+        return ClassifiedError(Category.CONNECTION, what, f"Fix: {fix}" if fix else "Check the TLS settings.")
     if isinstance(root, TimeoutError):  # before OSError: TimeoutError is one
         return ClassifiedError(
             Category.TIMEOUT,

@@ -22,6 +22,8 @@ from workbench.exceptions import WorkbenchUserError
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
+    from workbench.tls import TLSConfig
+
 ENV_PREFIX = "SUPABASE_"
 TRANSACTION_PORT = 6543
 SESSION_PORT = 5432
@@ -167,6 +169,7 @@ class Settings(BaseSettings):
             )
         if self.statement_timeout_ms < 0:
             raise _Problem("statement_timeout_ms", "must be >= 0 (0 disables the timeout).")
+        self._check_tls()
         return self
 
     def _check_db_url(self) -> None:
@@ -317,6 +320,40 @@ class Settings(BaseSettings):
         """A one-line, secret-free summary for displays and logs."""
         where = "local stand-in" if self.is_local else self.database_url().render_as_string(hide_password=True)
         return f"{where} ({self.mode.value} mode)"
+
+    # -- TLS (workbench.tls; the remote-projects work keeps its settings in this one block) ------------
+    db_sslmode: str | None = None
+    db_sslrootcert: Path | None = None
+
+    def _check_tls(self) -> None:
+        """Fail at load time on an unknown sslmode or a CA file that is not there."""
+        from workbench import tls
+
+        try:
+            self.tls()
+        except tls.TLSSettingError as exc:
+            field, _, message = str(exc).partition(": ")
+            name = field.removeprefix(ENV_PREFIX).lower() if field.startswith(ENV_PREFIX) else "db_url"
+            raise _Problem(name, message if field.startswith(ENV_PREFIX) else str(exc)) from None
+
+    def tls(self) -> TLSConfig:
+        """The TLS decision for the database: ``SUPABASE_DB_SSLMODE`` / ``SUPABASE_DB_SSLROOTCERT`` >
+        the URL's ``sslmode`` / ``sslrootcert`` > ``require`` for a remote host, ``prefer`` locally."""
+        from workbench import tls
+
+        if self.db_url is None and self.project_ref is None:
+            return tls.resolve("127.0.0.1", None, self.db_sslmode, self.db_sslrootcert)
+        _, config = tls.for_url(self.database_url(), self.db_sslmode, self.db_sslrootcert)
+        return config
+
+    def asyncpg_connect_args(self) -> dict[str, Any]:
+        """``(dsn, ssl=...)`` for code that calls ``asyncpg.connect`` itself: the DSN without the TLS
+        query parameters, and the ``ssl`` argument they (or the settings) mean."""
+        from workbench import tls
+
+        url, config = tls.for_url(self.database_url(), self.db_sslmode, self.db_sslrootcert)
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return {"dsn": dsn, "ssl": config.asyncpg_ssl()}
 
 
 def load_settings(**overrides: Any) -> Settings:

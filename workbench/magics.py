@@ -202,6 +202,10 @@ class WorkbenchMagics(Magics):
     @line_magic
     def sbpolicies(self, line: str) -> Any:
         """The RLS policy matrix: what each identity may do to each table."""
+        words = line.split()
+        if "--migration" in words and not {"-h", "--help"} & set(words):  # before / after a migration
+            impact = _optional("workbench.widgets.policy_impact", "%sbpolicies")
+            return impact.policy_impact_magic(core.current(), line)
         module = _optional("workbench.widgets.policy_matrix", "%sbpolicies")
         return module.policy_matrix_magic(core.current(), line)
 

@@ -120,7 +120,8 @@ class Settings(BaseSettings):
     authenticator_password: SecretStr | None = None
 
     def __init__(self, **values: Any) -> None:
-        unknown = sorted(set(values) - set(type(self).model_fields))
+        # pydantic-settings' own init options (_env_file, _secrets_dir, ...) start with an underscore
+        unknown = sorted(n for n in set(values) - set(type(self).model_fields) if not n.startswith("_"))
         if unknown:  # a typo must not silently fall back to the local stand-in
             problems = "\n  ".join(f"{name}: not a setting.{_closest(name)}" for name in unknown)
             raise SettingsError(

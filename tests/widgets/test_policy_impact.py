@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from workbench.core import Workbench
-from workbench.widgets.policy_impact import PolicyImpactWidget
-from workbench.widgets.policy_matrix import parse_options, policy_matrix_magic
+from workbench.widgets.policy_impact import PolicyImpactWidget, policy_impact_magic
+from workbench.widgets.policy_matrix import parse_options
 
 MIGRATION = """drop policy "owners delete their tasks" on public.tasks;
 create policy "anon reads tasks" on public.tasks for select to anon using (true);
@@ -27,7 +27,7 @@ def wb(settings) -> Iterator[Workbench]:  # type: ignore[no-untyped-def]
 def view(wb: Workbench, tmp_path_factory: pytest.TempPathFactory) -> PolicyImpactWidget:
     path = tmp_path_factory.mktemp("impact") / "change.sql"
     path.write_text(MIGRATION)
-    result = policy_matrix_magic(wb, f"--migration {path} --tables tasks announcements")
+    result = policy_impact_magic(wb, f"--migration {path} --tables tasks announcements")
     assert isinstance(result, PolicyImpactWidget)
     return result
 
@@ -77,7 +77,7 @@ def test_clicking_a_changed_cell_explains_it(view: PolicyImpactWidget) -> None:
 def test_failed_migration_shows_the_statement(wb: Workbench, tmp_path: Path) -> None:
     path = tmp_path / "bad.sql"
     path.write_text("select 1;\nalter table public.nope enable row level security;\n")
-    result = policy_matrix_magic(wb, f"--migration {path} --tables tasks")
+    result = policy_impact_magic(wb, f"--migration {path} --tables tasks")
     assert isinstance(result, PolicyImpactWidget)
     assert list(result.toggle.options) == ["before"]
     assert f"{path}:2 (statement 2)" in result.summary.value and "database is unchanged" in result.summary.value

@@ -21,9 +21,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from workbench.policies.impact import CellChange, PolicyImpact
 from workbench.policies.model import COLOURS, PolicyMatrixError
+
+if TYPE_CHECKING:
+    from workbench.policies.impact import CellChange, PolicyImpact
 
 __all__ = [
     "AllowRule",

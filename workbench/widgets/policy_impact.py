@@ -18,7 +18,7 @@ from workbench.widgets.policy_matrix import PolicyMatrixWidget
 
 if TYPE_CHECKING:
     from workbench.core import Workbench
-    from workbench.widgets.policy_matrix import MatrixOptions
+    from workbench.policies.commands import MatrixOptions
 
 VIEWS = ("before", "after", "diff")
 _CSS = """<style>
@@ -142,3 +142,10 @@ async def impact_for(wb: Workbench, options: MatrixOptions) -> PolicyImpact:
         statement_timeout_ms=options.timeout_ms,
         full=True,  # the notebook shows the whole matrix before and after, not only the tables that change
     )
+
+
+def policy_impact_magic(wb: Workbench, line: str) -> PolicyImpactWidget:
+    """``%sbpolicies --migration PATH [...]``: the matrix before / after the migration, changes highlighted."""
+    from workbench.policies.commands import parse_matrix_options
+
+    return PolicyImpactWidget(wb.run(impact_for(wb, parse_matrix_options(line))))

@@ -174,10 +174,8 @@ def policy_matrix_magic(wb: Workbench, line: str) -> Any:
         help_text = w.HTML(f"<pre>{html.escape(make_parser().format_help())}</pre>")
         help_text.add_class("wb-policy-help")
         return help_text
-    if options.migration:
-        from workbench.widgets.policy_impact import PolicyImpactWidget, impact_for
-
-        return PolicyImpactWidget(wb.run(impact_for(wb, options)))
+    if options.migration:  # the magic hands --migration to workbench.widgets.policy_impact
+        raise ValueError("--migration belongs to workbench.widgets.policy_impact.policy_impact_magic")
 
     async def build() -> PolicyMatrix:  # the engine belongs to the loop wb.run uses
         return await matrix_for(wb.engine(), options, issuer=wb.issuer)

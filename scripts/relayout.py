@@ -60,6 +60,7 @@ MOVES: list[tuple[str, str]] = [
     ("workbench.sqltext", "workbench.core.sqltext"),
     ("workbench.sqlnames", "workbench.core.sqlnames"),
     ("workbench.extras", "workbench.core.extras"),
+    ("workbench.tls", "workbench.core.tls"),  # TLS settings -> ssl contexts, for every engine
     # back-end runtime: what a deployed FastAPI service imports
     ("workbench.fastapi", "workbench.backend.fastapi"),
     ("workbench.tokens", "workbench.backend.tokens"),
@@ -96,6 +97,9 @@ TEST_MOVES: list[tuple[str, str]] = [
     ("tests/test_exceptions.py", "tests/core/test_exceptions.py"),
     ("tests/test_sqltext.py", "tests/core/test_sqltext.py"),
     ("tests/test_sqlnames.py", "tests/core/test_sqlnames.py"),
+    ("tests/test_identity.py", "tests/core/test_identity.py"),
+    ("tests/test_settings_sslmode.py", "tests/core/test_settings_sslmode.py"),
+    ("tests/test_tls.py", "tests/core/test_tls.py"),
     ("tests/test_fastapi.py", "tests/backend/test_fastapi.py"),
     ("tests/test_tokens.py", "tests/backend/test_tokens.py"),
     ("tests/test_retry.py", "tests/backend/test_retry.py"),

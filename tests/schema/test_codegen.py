@@ -18,7 +18,7 @@ from rigs import ROOT
 from schema_rig import CASES, GOLDEN, UPDATE_GOLDEN, run_sql
 
 from workbench.local.standin import LocalStandIn
-from workbench.schema import codegen
+from workbench.schema import codegen, naming, pysource
 from workbench.schema.codegen import CodegenError, generate
 from workbench.schema.reflect import reflect_dsn
 from workbench.schema.roundtrip import create_all, import_code, metadata_of, roundtrip
@@ -287,38 +287,38 @@ def test_file_layout_writes_one_file(demo_db: Any, tmp_path: Path) -> None:
     ],
 )
 def test_singular(word: str, expected: str) -> None:
-    assert codegen.singular(word) == expected
+    assert naming.singular(word) == expected
 
 
 def test_pascal_and_snake() -> None:
-    assert codegen.pascal("film_actors", singularize=True) == "FilmActor"
-    assert codegen.pascal("Order Items", singularize=True) == "OrderItem"
-    assert codegen.pascal("1st table") == "T1stTable"
-    assert codegen.snake("Order Items") == "order_items"
-    assert codegen.snake("2fa") == "_2fa"
+    assert naming.pascal("film_actors", singularize=True) == "FilmActor"
+    assert naming.pascal("Order Items", singularize=True) == "OrderItem"
+    assert naming.pascal("1st table") == "T1stTable"
+    assert naming.snake("Order Items") == "order_items"
+    assert naming.snake("2fa") == "_2fa"
 
 
 def test_quote_ident() -> None:
-    assert codegen.quote_ident("tasks") == "tasks"
-    assert codegen.quote_ident("user") == '"user"'
-    assert codegen.quote_ident("Order Items") == '"Order Items"'
-    assert codegen.quote_ident('a"b') == '"a""b"'
+    assert naming.quote_ident("tasks") == "tasks"
+    assert naming.quote_ident("user") == '"user"'
+    assert naming.quote_ident("Order Items") == '"Order Items"'
+    assert naming.quote_ident('a"b') == '"a""b"'
 
 
 @given(st.text())
 def test_python_literals_read_back_exactly(text: str) -> None:
-    literal = codegen._py(text)
+    literal = pysource.py_literal(text)
     assert ast.literal_eval(literal) == text
 
 
 @given(st.text(alphabet=st.sampled_from(list("ab '\"\n(),;")), max_size=400))
 def test_statement_chunks_join_to_the_statement(sql: str) -> None:
-    pieces = codegen._chunks(sql, 20)
+    pieces = pysource.chunks(sql, 20)
     assert "".join(pieces) == sql
 
 
 def test_long_lines_wrap_at_arguments() -> None:
     line = "    x: Mapped[int] = mapped_column(" + ", ".join(f"arg_{i}" for i in range(30)) + ")"
-    wrapped = codegen._wrap(line)
+    wrapped = pysource.wrap(line)
     assert all(len(ln) <= 120 for ln in wrapped.splitlines())
     assert ast.parse(wrapped.strip()) is not None

@@ -21,6 +21,25 @@ from pathlib import Path
 from typing import Literal
 
 from workbench.schema import model as m
+from workbench.schema.naming import ORM as _ORM
+from workbench.schema.naming import PG as _PG
+from workbench.schema.naming import SA as _SA
+from workbench.schema.naming import attribute_name as _attribute
+from workbench.schema.naming import free_name as _free
+from workbench.schema.naming import pascal, quote_ident, singular, snake
+from workbench.schema.naming import qualified_ident as _qn
+from workbench.schema.naming import split_qualified as _split_qualified
+from workbench.schema.naming import sql_literal as _sql_literal
+from workbench.schema.naming import strip_id as _strip_id
+from workbench.schema.naming import unquote as _unquote
+from workbench.schema.pysource import Imports as _Imports
+from workbench.schema.pysource import chunks as _chunks
+from workbench.schema.pysource import py_block as _py_block
+from workbench.schema.pysource import py_literal as _py
+from workbench.schema.pysource import sql_text as _sql_text
+from workbench.schema.pysource import wrap as _wrap
+
+__all__ = ["CodegenError", "GeneratedCode", "check_options", "generate", "pascal", "quote_ident", "singular", "snake"]
 
 VALID_OPTIONS = frozenset(
     {
@@ -41,49 +60,6 @@ EXTERNAL_MODES = ("standin", "include", "plain")
 LAYOUTS = ("file", "package")
 External = Literal["standin", "include", "plain"]
 Layout = Literal["file", "package"]
-
-_SA = "sqlalchemy"
-_PG = "sqlalchemy.dialects.postgresql"
-_ORM = "sqlalchemy.orm"
-_IMPORTABLE = {
-    _SA: {
-        "BigInteger", "Boolean", "CHAR", "CheckConstraint", "Column", "Computed", "DDL", "Date", "DateTime",
-        "Double", "Enum", "ForeignKey", "ForeignKeyConstraint", "Identity", "Index", "Integer", "LargeBinary",
-        "MetaData", "Numeric", "PrimaryKeyConstraint", "REAL", "Sequence", "SmallInteger", "String", "Table",
-        "Text", "Time", "UniqueConstraint", "Uuid", "event", "text",
-    },
-    _PG: {
-        "ARRAY", "BIT", "CIDR", "DATEMULTIRANGE", "DATERANGE", "DOMAIN", "ENUM", "HSTORE", "INET", "INT4MULTIRANGE",
-        "INT4RANGE", "INT8MULTIRANGE", "INT8RANGE", "INTERVAL", "JSON", "JSONB", "MACADDR", "MACADDR8", "MONEY",
-        "NUMMULTIRANGE", "NUMRANGE", "OID", "REGCLASS", "REGCONFIG", "TIME", "TIMESTAMP", "TSMULTIRANGE",
-        "TSQUERY", "TSRANGE", "TSTZMULTIRANGE", "TSTZRANGE", "TSVECTOR", "Range",
-    },
-    _ORM: {"DeclarativeBase", "Mapped", "mapped_column", "relationship"},
-    "sqlalchemy.types": {"UserDefinedType"},
-    "sqlalchemy.engine": {"Connection"},
-    "decimal": {"Decimal"},
-    "typing": {"Any", "TYPE_CHECKING"},
-}  # fmt: skip
-# Names a column attribute must never take: class bodies call these (a column named ``text`` would
-# otherwise shadow ``text()`` for the columns after it) or SQLAlchemy reserves them.
-_RESERVED = (
-    set(keyword.kwlist)
-    | {"metadata", "registry", "datetime", "enum", "uuid", "list", "str", "int", "float", "bool", "bytes", "dict"}
-    | {"Base", "PgType", "view_metadata"}
-    | {name for names in _IMPORTABLE.values() for name in names}
-)
-
-# PostgreSQL reserved key words (they need quotes as identifiers).
-_PG_RESERVED_WORDS = """
-    all analyse analyze and any array as asc asymmetric authorization binary both case cast check collate
-    collation column concurrently constraint create cross current_catalog current_date current_role current_schema
-    current_time current_timestamp current_user default deferrable desc distinct do else end except false fetch
-    for foreign freeze from full grant group having ilike in initially inner intersect into is isnull join lateral
-    leading left like limit localtime localtimestamp natural not notnull null offset on only or order outer
-    overlaps placing primary references returning right select session_user similar some symmetric system_user
-    table tablesample then to trailing true union unique user using variadic verbose when where window with
-"""
-_PG_RESERVED = frozenset(_PG_RESERVED_WORDS.split())
 
 # typname -> (SQLAlchemy class, module, Python type)
 _SIMPLE_TYPES: dict[str, tuple[str, str, str]] = {
@@ -172,145 +148,6 @@ class GeneratedCode:
         return written
 
 
-# -- names ---------------------------------------------------------------------------------------------
-
-
-def _words(name: str) -> list[str]:
-    return [w for w in re.split(r"[\W_]+", unicodedata.normalize("NFKC", name)) if w]
-
-
-def singular(word: str) -> str:
-    """A cautious English singular: ``tasks`` -> ``task``, ``categories`` -> ``category``; unsure: unchanged."""
-    low = word.lower()
-    if len(word) > 4 and low.endswith("ies") and not low.endswith(("eies", "aies")):
-        return word[:-3] + ("Y" if word[-3:].isupper() else "y")
-    if low.endswith(("sses", "shes", "ches", "xes", "zzes", "atuses")):
-        return word[:-2]
-    if low.endswith(("ss", "us", "is", "news", "series", "species", "ics")) or len(word) <= 2:
-        return word
-    if low.endswith("s"):
-        return word[:-1]
-    return word
-
-
-def pascal(name: str, *, singularize: bool = False) -> str:
-    """``film_actor`` -> ``FilmActor`` (``film_actors`` -> ``FilmActor`` with ``singularize``)."""
-    words = _words(name)
-    if singularize and words:
-        words[-1] = singular(words[-1])
-    text = "".join(w[:1].upper() + w[1:] for w in words) or "Table"
-    if text[0].isdigit():
-        text = "T" + text
-    return text if text.isidentifier() else "Table"
-
-
-def snake(name: str) -> str:
-    """A valid lower-case identifier for ``name``."""
-    text = "_".join(_words(name)).lower() or "x"
-    if text[0].isdigit():
-        text = "_" + text
-    return text if text.isidentifier() else "x"
-
-
-def _attribute(name: str) -> str:
-    """The attribute for a column: the column name when Python accepts it as it is."""
-    if name.isidentifier() and unicodedata.normalize("NFKC", name) == name and not name.startswith("__"):
-        return name
-    return snake(name)
-
-
-def _free(name: str, used: set[str], also: set[str] | frozenset[str] = frozenset()) -> str:
-    """``name``, or ``name_``, ``name__``... whichever is not taken (in ``used`` or ``also``) nor reserved."""
-    while name in used or name in also or keyword.iskeyword(name) or name in _RESERVED:
-        name += "_"
-    used.add(name)
-    return name
-
-
-def _strip_id(name: str) -> str:
-    low = name.lower()
-    if low.endswith("_id"):
-        return name[:-3]
-    if low.endswith("id") and len(name) > 2:
-        return name[:-2].rstrip("_")
-    return ""
-
-
-def quote_ident(name: str) -> str:
-    """A PostgreSQL identifier, quoted only when it must be."""
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) and name not in _PG_RESERVED:
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _qn(schema: str, name: str) -> str:
-    return f"{quote_ident(schema)}.{quote_ident(name)}"
-
-
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f]*')
-
-
-@functools.lru_cache(maxsize=65536)
-def _py(text: str) -> str:
-    """A Python string literal, double-quoted unless that needs more escapes (as ruff format prefers)."""
-    if _PLAIN.fullmatch(text) and text.isprintable():
-        return f'"{text}"'
-    quote = "'" if text.count('"') > text.count("'") else '"'
-    out = []
-    for ch in text:
-        if ch == "\\" or ch == quote:
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F or not ch.isprintable():
-            out.append(repr(ch)[1:-1])
-        else:
-            out.append(ch)
-    return quote + "".join(out) + quote
-
-
-def _py_block(text: str) -> str:
-    """A long SQL statement as a readable triple-quoted literal."""
-    if "\n" not in text:
-        return _py(text)
-    body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    if body.endswith('"'):
-        body = body[:-1] + '\\"'
-    return f'"""{body}"""'
-
-
-@functools.lru_cache(maxsize=65536)
-def _sql_text(sql: str) -> str:
-    """``text("...")`` for a SQL fragment; a colon that text() would take for a bind parameter is escaped."""
-    escaped = _BIND_LIKE.sub(lambda _m: "\\:", sql)
-    return f"text({_py(escaped)})"
-
-
-_BIND_LIKE = re.compile(r"(?<![:\w\\]):(?=\w)")
-
-
-def _unquote(ident: str) -> str:
-    if ident.startswith('"') and ident.endswith('"'):
-        return ident[1:-1].replace('""', '"')
-    return ident
-
-
-def _split_qualified(text: str) -> tuple[str | None, str]:
-    """``public."My Seq"`` -> (``public``, ``My Seq``)."""
-    parts = re.findall(r'"(?:[^"]|"")*"|[^.]+', text)
-    if len(parts) == 2:
-        return _unquote(parts[0]), _unquote(parts[1])
-    return None, _unquote(text)
-
-
 # -- plan ----------------------------------------------------------------------------------------------
 
 
@@ -341,48 +178,6 @@ class _Entity:
 
     def __post_init__(self) -> None:
         self.key = (self.table.schema, self.table.name)
-
-
-class _Imports:
-    def __init__(self) -> None:
-        self.names: dict[str, set[str]] = {}
-        self.modules: set[str] = set()
-        self.type_checking: dict[str, set[str]] = {}  # for string annotations naming other modules' classes
-
-    def add(self, module: str, name: str) -> str:
-        self.names.setdefault(module, set()).add(name)
-        return name
-
-    def render(self) -> str:
-        std = [f"import {mod}" for mod in sorted(self.modules)]
-        std += [self._line(mod) for mod in ("decimal", "typing") if mod in self.names]
-        third = [self._line(mod) for mod in sorted(self.names) if mod.startswith("sqlalchemy")]
-        local = [self._line(mod) for mod in sorted(self.names) if mod.startswith(".")]
-        blocks = [b for b in (std, third, local) if b]
-        if self.type_checking:
-            blocks.append(
-                ["if TYPE_CHECKING:"]
-                + [
-                    f"    from {mod} import {', '.join(sorted(names))}"
-                    for mod, names in sorted(self.type_checking.items())
-                ]
-            )
-        return "\n\n".join("\n".join(b) for b in blocks)
-
-    def merge(self, other: _Imports) -> None:
-        for mod, names in other.names.items():
-            self.names.setdefault(mod, set()).update(names)
-        self.modules |= other.modules
-
-    def _line(self, module: str) -> str:
-        """isort's order (constants, classes, functions), wrapped one name a line when too long."""
-        names = sorted(
-            self.names[module], key=lambda n: (0 if n.isupper() and len(n) > 1 else 1 if n[0].isupper() else 2, n)
-        )
-        line = f"from {module} import {', '.join(names)}"
-        if len(line) <= 120:
-            return line
-        return f"from {module} import (\n" + "".join(f"    {n},\n" for n in names) + ")"
 
 
 class _Generator:
@@ -1362,29 +1157,6 @@ class _Generator:
         return "\n".join(_wrap(line) for line in out)
 
 
-def _chunks(sql: str, width: int) -> list[str]:
-    """Cut a long statement into pieces at line ends and at spaces outside quotes; joined, they are the same."""
-    pieces: list[str] = []
-    start, last_space, quote = 0, -1, ""
-    for i, ch in enumerate(sql):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == " ":
-            last_space = i
-        if ch == "\n":
-            pieces.append(sql[start : i + 1])
-            start = last_space = i + 1
-        elif i - start >= width and last_space > start:
-            pieces.append(sql[start : last_space + 1])
-            start = last_space + 1
-    if start < len(sql):
-        pieces.append(sql[start:])
-    return pieces
-
-
 def _cyclic_tables(tables: list[m.Table]) -> set[tuple[str, str]]:
     """Tables on a foreign-key cycle of two or more tables (Kosaraju's strongly connected components)."""
     keys = {(t.schema, t.name) for t in tables}
@@ -1509,90 +1281,6 @@ def _view_order(views: list[_Entity]) -> list[_Entity]:
     for ent in views:
         visit(ent, set())
     return out
-
-
-def _wrap(line: str, width: int = 120) -> str:
-    """Break an over-long line ending in a call at the call's arguments, one a line, as black does."""
-    if len(line) <= width or "\n" in line or '"""' in line:
-        return line
-    body = line.rstrip()
-    comma = ""
-    if body.endswith(","):
-        body, comma = body[:-1], ","
-    opening = _outer_call(body)
-    if opening is None:
-        return line
-    indent = line[: len(line) - len(line.lstrip())]
-    head, inner = body[: opening + 1], body[opening + 1 : -1]
-    parts = _split_args(inner)
-    if not parts:
-        return line
-    inner_indent = indent + "    "
-    lines = [_wrap(f"{inner_indent}{p}," if len(parts) > 1 else f"{inner_indent}{p}", width) for p in parts]
-    return f"{head}\n" + "\n".join(lines) + f"\n{indent}){comma}"
-
-
-def _outer_call(text: str) -> int | None:
-    """Index of the first call's ``(`` whose matching ``)`` ends ``text``."""
-    stack: list[int] = []
-    quote = ""
-    pairs: dict[int, int] = {}
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "([{":
-            stack.append(i)
-        elif ch in ")]}" and stack:
-            pairs[stack.pop()] = i
-        i += 1
-    for start in sorted(pairs):
-        if (
-            pairs[start] == len(text) - 1
-            and text[start] == "("
-            and start > 0
-            and (text[start - 1].isalnum() or text[start - 1] == "_")
-        ):
-            return start
-    return None
-
-
-def _split_args(text: str) -> list[str]:
-    """Split at top-level commas, respecting brackets and string literals."""
-    parts, depth, quote, cur, i = [], 0, "", [], 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            cur.append(ch)
-            if ch == "\\":
-                cur.append(text[i + 1])
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-            cur.append(ch)
-        elif ch in "([{":
-            depth += 1
-            cur.append(ch)
-        elif ch in ")]}":
-            depth -= 1
-            cur.append(ch)
-        elif ch == "," and depth == 0:
-            parts.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    if cur and "".join(cur).strip():
-        parts.append("".join(cur).strip())
-    return parts
 
 
 def check_options(options: Iterable[str]) -> frozenset[str]:

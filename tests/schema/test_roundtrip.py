@@ -9,23 +9,28 @@ import pytest
 from schema_rig import run_sql
 
 from workbench.local.standin import LocalStandIn
-from workbench.schema.roundtrip import RoundTrip, copy_functions, roundtrip, side_by_side, sqlacodegen_code
+from workbench.schema.roundtrip import RoundTrip, check, roundtrip, side_by_side, sqlacodegen_code
 
 
-async def test_demo_schema_round_trip_is_exact(standin: LocalStandIn, empty_db: str) -> None:
-    report = await roundtrip(standin.dsn(), empty_db, ["public"])
+async def test_demo_schema_round_trip_is_exact(standin: LocalStandIn, supabase_db: str) -> None:
+    """Nothing copied from the source: the module creates is_org_member() and the auth.users trigger itself."""
+    report = await roundtrip(standin.dsn(), supabase_db, ["public"])
     assert report.ok, report.report()
-    assert report.functions_copied >= 3  # auth.uid(), auth.jwt(), public.is_org_member(), ...
-    assert "class AuthUser(Base)" in report.code  # the stand-in for auth.users, created in the empty database
+    assert "class AuthUser(Base)" in report.code  # the stand-in for auth.users (create_all skips it: it exists)
+    assert "CREATE OR REPLACE FUNCTION public.is_org_member(org bigint)" in report.code
+    assert "CREATE OR REPLACE TRIGGER on_auth_user_created AFTER INSERT ON auth.users" in report.code
     assert set(report.seconds) == {"reflect_source", "generate", "import", "create_all", "reflect_target"}
+    assert "trigger" in report.scope().split("; ignored")[0] and "grant" in report.scope().split("ignored")[1]
 
 
-async def test_demo_round_trip_one_module_per_schema(standin: LocalStandIn, empty_db: str) -> None:
-    report = await roundtrip(standin.dsn(), empty_db, ["public"], layout="package")
+async def test_demo_round_trip_one_module_per_schema(standin: LocalStandIn, supabase_db: str) -> None:
+    report = await roundtrip(standin.dsn(), supabase_db, ["public"], layout="package")
     assert report.ok, report.report()
 
 
 async def test_pagila_round_trip_is_exact(pagila_dsn: str, empty_db: str) -> None:
+    """Into a bare empty database: Pagila needs no Supabase parts, and its 15 triggers, 10 functions and
+    group_concat aggregate come from the module."""
     report = await roundtrip(pagila_dsn, empty_db, ["public"])
     assert report.ok, report.report()
     for needle in (
@@ -33,6 +38,8 @@ async def test_pagila_round_trip_is_exact(pagila_dsn: str, empty_db: str) -> Non
         "CREATE MATERIALIZED VIEW IF NOT EXISTS",
         "ATTACH PARTITION public.payment_p2022_07",
         'postgresql_partition_by": "RANGE (payment_date)"',
+        "CREATE OR REPLACE AGGREGATE public.group_concat(text)",
+        "CREATE OR REPLACE TRIGGER film_fulltext_trigger",
     ):
         assert needle in report.code
 
@@ -74,43 +81,23 @@ async def test_sqlacodegen_beside_ours_on_pagila(
 async def test_sqlacodegen_beside_ours_on_the_demo(
     standin: LocalStandIn, fresh_db: Callable[[str], Awaitable[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ours = await roundtrip(standin.dsn(), await fresh_db("ours"), ["public"])
+    from workbench.local.standin import BOOTSTRAP_SQL
+
+    ours_target, theirs_target = await fresh_db("ours"), await fresh_db("theirs")
+    for dsn in (ours_target, theirs_target):
+        await run_sql(dsn, BOOTSTRAP_SQL.read_text())
+    ours = await roundtrip(standin.dsn(), ours_target, ["public"])
     code = sqlacodegen_code(standin.dsn(), ["public"])
     bare = await roundtrip(
-        standin.dsn(), await fresh_db("bare"), ["public"], code=code, functions=False, generator="sqlacodegen, empty db"
+        standin.dsn(), await fresh_db("bare"), ["public"], code=code, generator="sqlacodegen, empty db"
     )
-    theirs = await roundtrip(
-        standin.dsn(), await fresh_db("theirs"), ["public"], code=code, generator="sqlacodegen + functions"
-    )
+    theirs = await roundtrip(standin.dsn(), theirs_target, ["public"], code=code, generator="sqlacodegen, Supabase db")
     with capsys.disabled():
         print("\nDemo schema round trip\n" + side_by_side(ours, bare, theirs))
     assert ours.ok
     assert bare.stage == "create_all" and 'schema "auth" does not exist' in (bare.error or "")
-    assert theirs.error is None and {"rls", "policy"} <= set(theirs.counts())
-
-
-async def test_functions_are_copied_and_late_ones_retried(
-    pagila_dsn: str, fresh_db: Callable[[str], Awaitable[str]]
-) -> None:
-    import asyncpg
-
-    target = await fresh_db("functions")
-    source_conn, target_conn = await asyncpg.connect(pagila_dsn), await asyncpg.connect(target)
-    try:
-        created, deferred = await copy_functions(source_conn, target_conn)
-        # rewards_report() returns SETOF public.customer: it waits for the table
-        assert any("rewards_report" in s for s in deferred)
-        assert created >= 9
-        names = {
-            r["proname"]
-            for r in await target_conn.fetch(
-                "select proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace where nspname = 'public'"
-            )
-        }
-        assert {"group_concat", "_group_concat", "last_day", "film_in_stock"} <= names
-    finally:
-        await source_conn.close()
-        await target_conn.close()
+    # the extended diff sees what sqlacodegen leaves out: policies, the function they call, the trigger
+    assert theirs.error is None and {"rls", "policy", "function", "trigger"} <= set(theirs.counts())
 
 
 async def test_import_errors_are_reported_not_raised(standin: LocalStandIn, empty_db: str) -> None:
@@ -120,7 +107,7 @@ async def test_import_errors_are_reported_not_raised(standin: LocalStandIn, empt
     assert report.summary() == "workbench: failed at import: RuntimeError: broken on purpose"
 
 
-async def test_extra_tables_in_the_target_are_differences(standin: LocalStandIn, empty_db: str) -> None:
-    await run_sql(empty_db, "create table public.leftover (id int)")
-    report = await roundtrip(standin.dsn(), empty_db, ["public"])
+async def test_extra_tables_in_the_target_are_differences(standin: LocalStandIn, supabase_db: str) -> None:
+    await run_sql(supabase_db, "create table public.leftover (id int)")
+    report = await roundtrip(standin.dsn(), supabase_db, ["public"])
     assert [(d.path, d.kind) for d in report.differences] == [("public.leftover", "extra")]

@@ -21,20 +21,17 @@ from pathlib import Path
 from typing import Literal
 
 from workbench.schema import model as m
+from workbench.schema.ddl import extension_sql, render_ddl
 from workbench.schema.naming import ORM as _ORM
 from workbench.schema.naming import PG as _PG
 from workbench.schema.naming import SA as _SA
 from workbench.schema.naming import attribute_name as _attribute
 from workbench.schema.naming import free_name as _free
 from workbench.schema.naming import pascal, quote_ident, singular, snake
-from workbench.schema.naming import qualified_ident as _qn
 from workbench.schema.naming import split_qualified as _split_qualified
-from workbench.schema.naming import sql_literal as _sql_literal
 from workbench.schema.naming import strip_id as _strip_id
 from workbench.schema.naming import unquote as _unquote
 from workbench.schema.pysource import Imports as _Imports
-from workbench.schema.pysource import chunks as _chunks
-from workbench.schema.pysource import py_block as _py_block
 from workbench.schema.pysource import py_literal as _py
 from workbench.schema.pysource import sql_text as _sql_text
 from workbench.schema.pysource import wrap as _wrap
@@ -54,6 +51,7 @@ VALID_OPTIONS = frozenset(
         "norelationships",  # no relationships at all
         "noviews",  # leave views and materialized views out
         "norls",  # do not recreate row level security and policies
+        "nofunctions",  # leave the schemas' functions and triggers out (policies then need them to exist)
     }
 )
 EXTERNAL_MODES = ("standin", "include", "plain")
@@ -511,7 +509,7 @@ class _Generator:
             chunks = self._render_module(module, imp)
             bodies[module] = (imp, chunks)
         ddl_imp = _Imports()
-        ddl = self._render_ddl(ddl_imp)
+        ddl = render_ddl(self, ddl_imp)
         if self.layout == "file":
             imp, chunks = bodies["models"]
             imp.merge(ddl_imp)
@@ -534,9 +532,11 @@ class _Generator:
             files["_ddl.py"] = self._assemble(
                 '"""Views, partitions, row level security and policies: DDL run by create_all."""', ddl_imp, [ddl]
             )
-        submodules = ", ".join(sorted([*modules, *(["_ddl"] if ddl else [])]))
-        init = [
-            f"from . import {submodules}  # noqa: F401  (importing them registers the models and DDL)",
+        submodules = ", ".join(sorted(modules))
+        init = [f"from . import {submodules}  # noqa: F401  (importing them registers the models)"]
+        if ddl:  # after the models: its listeners run after those that create the models' types
+            init.append("from . import _ddl  # noqa: F401, I001")
+        init += [
             "from ._base import Base, view_metadata",
             "",
             '__all__ = ["Base", "view_metadata"]',
@@ -567,16 +567,23 @@ class _Generator:
                 | {e.schema for e in self.db.enums() if e.key in self.enum_names}
                 | {d.schema for d in self.db.domains()}
                 | {s.schema for s in self.db.sequences() if s.key in self.seq_names}
+                | {x.schema for x in self.db.extensions}
+                | {s.name for s in self.db.schemas if s.functions and "nofunctions" not in self.options}
             )
             - {m.DEFAULT_SCHEMA}
         )
-        if schemas:
+        if schemas or self.db.extensions:
             imp.add(_SA, "DDL")
             imp.add(_SA, "event")
-            lines += ["", "# create_all does not create schemas: these run first."]
+            if schemas:
+                lines += ["", "# create_all does not create schemas: these run first."]
             for schema in schemas:
                 stmt = f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"
                 lines.append(f'event.listen(Base.metadata, "before_create", DDL({_py(stmt)}))')
+            if self.db.extensions:
+                lines += ["", "# Extensions the models need (types, operator classes, functions), in their schemas."]
+            for ext in self.db.extensions:
+                lines.append(f'event.listen(Base.metadata, "before_create", DDL({_py(extension_sql(ext))}))')
         if self.needs_raw or self.layout == "package":
             imp.add("sqlalchemy.types", "UserDefinedType")
             imp.add("typing", "Any")
@@ -854,24 +861,34 @@ class _Generator:
         flags = [a for a in extras if a.endswith("=True")]
         args += pos
         kwargs = flags + kwargs
-        is_pk = "primary_key=True" in flags
-        if (
-            is_pk
-            and col.type.name in ("int2", "int4", "int8")
-            and col.type.dims == 0
-            and not serial
-            and col.identity is None
-            and seq_key is None
-            and col.default is None
-            and ent.table.primary_key is not None
-            and len(ent.table.primary_key.columns) == 1
-            and ent.form != "stub"
-            and not any(a.startswith("ForeignKey(") for a in pos)
-        ):
+        if self._needs_autoincrement_off(ent, col, serial, seq_key):
             kwargs.append("autoincrement=False")
         if col.comment and "nocomments" not in self.options and ent.form != "stub":
             kwargs.append(f"comment={_py(col.comment)}")
         return args + kwargs, py
+
+    def _needs_autoincrement_off(
+        self, ent: _Entity, col: m.Column, serial: bool, seq_key: tuple[str | None, str] | None
+    ) -> bool:
+        """A single-column integer key without a default: SQLAlchemy would make it SERIAL unless told not to.
+
+        Decided from the reflected key (named or not, column flag or table-level constraint), never from
+        the rendered arguments, and SQLAlchemy skips SERIAL for a column that also has a foreign key."""
+        pk = ent.table.primary_key
+        return (
+            ent.form != "stub"
+            and pk is not None
+            and not pk.inherited
+            and pk.columns == [col.name]
+            and col.type.name in ("int2", "int4", "int8")
+            and col.type.dims == 0
+            and not serial
+            and col.identity is None
+            and col.generated is None
+            and seq_key is None
+            and col.default is None
+            and not any(fk.columns == [col.name] and self._fk_is_rendered(fk) for fk in ent.table.foreign_keys)
+        )
 
     def _import_seq(self, var: str, schema: str, imp: _Imports, module: str) -> str:
         return self._import_object(var, schema, imp, module)
@@ -1004,158 +1021,6 @@ class _Generator:
         body = "".join(f"    {item},\n" for item in items)
         return "\n".join(_wrap(line) for line in f"{ent.name} = Table(\n{body})".split("\n"))
 
-    # -- DDL --------------------------------------------------------------------------------------------
-    def _render_ddl(self, imp: _Imports) -> str:
-        after: list[tuple[str | None, str]] = []
-        drops: list[str] = []
-        lines: list[str] = []
-        ents = sorted(self.entities.values(), key=lambda e: e.key)
-        for ent in ents:
-            t = ent.table
-            if ent.form == "stub":
-                continue
-            if t.partition_of and (t.partition_of in self.entities) and t.partition_bound:
-                parent = self.entities[t.partition_of]
-                after.append(
-                    (
-                        _key(t),
-                        f"ALTER TABLE {_qn(*t.partition_of)} ATTACH PARTITION {_qn(t.schema, t.name)} "
-                        f"{t.partition_bound}",
-                    )
-                )
-                child = f"Base.metadata.tables[{_py(_key(t))}]" if ent.form == "class" else ent.name
-                lines.append(f"{child}.add_is_dependent_on(Base.metadata.tables[{_py(_key(parent.table))}])")
-            for seq in self.db.sequences():
-                if seq.key in self.seq_names and seq.owned_by and seq.owned_by[:2] == t.key:
-                    after.append(
-                        (
-                            _key(t),
-                            f"ALTER SEQUENCE {_qn(seq.schema, seq.name)} OWNED BY "
-                            f"{_qn(t.schema, t.name)}.{quote_ident(seq.owned_by[2])}",
-                        )
-                    )
-            for oc in t.other_constraints:
-                if not oc.inherited and "noconstraints" not in self.options:
-                    after.append(
-                        (
-                            _key(t),
-                            f"ALTER TABLE {_qn(t.schema, t.name)} ADD CONSTRAINT "
-                            f"{quote_ident(oc.name)} {oc.definition}",
-                        )
-                    )
-            for fk in t.foreign_keys:
-                if (
-                    not fk.inherited
-                    and not self._fk_is_rendered(fk)
-                    and not t.is_view
-                    and (self.external == "plain" or (fk.ref_schema, fk.ref_table) in self.selected)
-                ):
-                    after.append(
-                        (
-                            _key(t),
-                            f"ALTER TABLE {_qn(t.schema, t.name)} ADD CONSTRAINT "
-                            f"{quote_ident(fk.name)} {fk.definition}",
-                        )
-                    )
-        views = [e for e in ents if e.form == "view"]
-        for ent in _view_order(views):
-            t = ent.table
-            body = (t.view_definition or "").rstrip().rstrip(";")
-            name = _qn(t.schema, t.name)
-            if t.kind == "view":
-                with_ = f" WITH ({', '.join(t.view_options)})" if t.view_options else ""
-                after.append((None, f"CREATE OR REPLACE VIEW {name}{with_} AS\n{body}"))
-                drops.insert(0, f"DROP VIEW IF EXISTS {name}")
-            else:
-                with_ = f" WITH ({', '.join(t.view_options)})" if t.view_options else ""
-                data = "WITH DATA" if t.populated else "WITH NO DATA"
-                after.append((None, f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}{with_} AS\n{body}\n{data}"))
-                drops.insert(0, f"DROP MATERIALIZED VIEW IF EXISTS {name}")
-                if "noindexes" not in self.options:
-                    for ix in t.indexes:
-                        after.append(
-                            (None, re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX IF NOT EXISTS ", ix.definition))
-                        )
-            if t.comment and "nocomments" not in self.options:
-                kind = "VIEW" if t.kind == "view" else "MATERIALIZED VIEW"
-                after.append((None, f"COMMENT ON {kind} {name} IS {_sql_literal(t.comment)}"))
-            for col in t.columns:
-                if col.comment and "nocomments" not in self.options:
-                    after.append(
-                        (None, f"COMMENT ON COLUMN {name}.{quote_ident(col.name)} IS {_sql_literal(col.comment)}")
-                    )
-        if "norls" not in self.options:
-            for ent in ents:
-                t = ent.table
-                if ent.form == "stub" or t.is_view:
-                    continue
-                name = _qn(t.schema, t.name)
-                if t.rls_enabled:
-                    after.append((_key(t), f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY"))
-                if t.rls_forced:
-                    after.append((_key(t), f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY"))
-                for pol in t.policies:
-                    after.append((_key(t), _policy_sql(t, pol)))
-        if not after and not lines:
-            return ""
-        imp.add(_SA, "event")
-        imp.add(_SA, "DDL")
-        imp.add(_SA, "MetaData")
-        imp.add("sqlalchemy.engine", "Connection")
-        imp.add("typing", "Any")
-        out = []
-        if lines:
-            out.append("# Partitions are dropped before their parent table.")
-            out += lines
-            out.append("")
-        out.append("# What SQLAlchemy has no construct for, run by Base.metadata.create_all after the tables:")
-        out.append("# (table key, statement); a statement with a key runs only when that table was created just now.")
-        out.append("_AFTER_CREATE: list[tuple[str | None, str]] = [")
-        for key, stmt in after:
-            key_text = _py(key) if key else "None"
-            one = f"    ({key_text}, {_py_block(stmt)}),"
-            if len(one) <= 120 and "\n" not in stmt:
-                out.append(one)
-            elif "\n" in stmt and max(len(x) for x in stmt.splitlines()) <= 116:
-                out += [f"    (\n        {key_text},", f"        {_py_block(stmt)},", "    ),"]
-            else:
-                out.append(f"    (\n        {key_text},")
-                out += [f"        {_py(piece)}" for piece in _chunks(stmt, 100)]
-                out[-1] += ","
-                out.append("    ),")
-        out.append("]")
-        out += [
-            "",
-            "",
-            '@event.listens_for(Base.metadata, "after_create")',
-            "def _after_create(target: MetaData, connection: Connection, **kw: Any) -> None:",
-            '    created = {table.key for table in kw.get("tables", ())}',
-            "    for key, statement in _AFTER_CREATE:",
-            "        if key is None or key in created:",
-            '            connection.execute(DDL(statement.replace("%", "%%")))',
-        ]
-        if drops:
-            out[out.index("]") + 1 : out.index("]") + 1] = (
-                ["_BEFORE_DROP: list[str] = ["] + [f"    {_py(stmt)}," for stmt in drops] + ["]"]
-            )
-            out += [
-                "",
-                "",
-                '@event.listens_for(Base.metadata, "before_drop")',
-                "def _before_drop(target: MetaData, connection: Connection, **kw: Any) -> None:",
-                "    for statement in _BEFORE_DROP:",
-                "        connection.execute(DDL(statement))",
-            ]
-        if self.layout == "package":
-            needed = {
-                ent.key: ent
-                for ent in ents
-                if ent.table.partition_of and ent.table.partition_of in self.entities and ent.form != "class"
-            }
-            for ent in sorted(needed.values(), key=lambda e: e.key):
-                imp.add("." + ent.module, ent.name)
-        return "\n".join(_wrap(line) for line in out)
-
 
 def _cyclic_tables(tables: list[m.Table]) -> set[tuple[str, str]]:
     """Tables on a foreign-key cycle of two or more tables (Kosaraju's strongly connected components)."""
@@ -1247,40 +1112,6 @@ def _is_unique(t: m.Table, columns: list[str]) -> bool:
         and {_unquote(c.expression) for c in ix.columns} == wanted
         for ix in t.indexes
     )
-
-
-def _policy_sql(t: m.Table, pol: m.Policy) -> str:
-    roles = ", ".join("PUBLIC" if r == "public" else quote_ident(r) for r in pol.roles)
-    sql = (
-        f"CREATE POLICY {quote_ident(pol.name)} ON {_qn(t.schema, t.name)} AS "
-        f"{'PERMISSIVE' if pol.permissive else 'RESTRICTIVE'} FOR {pol.command} TO {roles}"
-    )
-    if pol.using is not None:
-        sql += f" USING ({pol.using})"
-    if pol.with_check is not None:
-        sql += f" WITH CHECK ({pol.with_check})"
-    return sql
-
-
-def _view_order(views: list[_Entity]) -> list[_Entity]:
-    """Views after the views they read (a stable topological sort)."""
-    by_key = {e.key: e for e in views}
-    done: set[tuple[str, str]] = set()
-    out: list[_Entity] = []
-
-    def visit(ent: _Entity, stack: set[tuple[str, str]]) -> None:
-        if ent.key in done or ent.key in stack:
-            return
-        stack.add(ent.key)
-        for dep in sorted(ent.table.depends_on):
-            if dep in by_key:
-                visit(by_key[dep], stack)
-        done.add(ent.key)
-        out.append(ent)
-
-    for ent in views:
-        visit(ent, set())
-    return out
 
 
 def check_options(options: Iterable[str]) -> frozenset[str]:

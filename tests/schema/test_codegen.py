@@ -33,6 +33,12 @@ class Case:
     target_setup: str | None = None
 
 
+# What a Supabase project has before its migrations and the cases use: the auth schema and auth.uid().
+AUTH_SETUP = (
+    "create schema auth; create function auth.uid() returns uuid language sql stable as "
+    "$$ select nullif(current_setting('request.jwt.claim.sub', true), '')::uuid $$;"
+)
+
 GOLDEN_CASES = [
     Case("keywords", "keywords"),
     Case("metadata_column", "metadata_column"),
@@ -45,15 +51,16 @@ GOLDEN_CASES = [
     Case("server_defaults", "server_defaults"),
     Case("comments", "comments"),
     Case("pk_less", "pk_less"),
+    Case("primary_keys", "primary_keys"),
     Case("partitions_views", "partitions_views"),
-    Case("auth_users", "auth_users"),
-    Case("auth_users_include", "auth_users", kwargs={"external": "include"}),
+    Case("auth_users", "auth_users", target_setup=AUTH_SETUP),
+    Case("auth_users_include", "auth_users", kwargs={"external": "include"}, target_setup=AUTH_SETUP),
     Case(
         "auth_users_plain",
         "auth_users",
         kwargs={"external": "plain"},
         # a plain FK needs the referenced table to exist, as it does on Supabase
-        target_setup="create schema auth; create table auth.users (id uuid primary key)",
+        target_setup=AUTH_SETUP + "create table auth.users (id uuid primary key)",
     ),
 ]
 

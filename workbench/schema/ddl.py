@@ -260,17 +260,27 @@ def render_ddl(gen: _Generator, imp: Imports) -> str:
                 after.append((table_key(t), f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY"))
             for pol in t.policies:
                 after.append((table_key(t), policy_sql(t, pol)))
-    if not after and not lines and not before and not drops and not after_drops:
+    stubs = [e for e in ents if e.form == "stub"]
+    if not after and not lines and not before and not drops and not after_drops and not stubs:
         return ""
-    imp.add(SA, "event")
-    imp.add(SA, "DDL")
-    imp.add(SA, "MetaData")
-    imp.add("sqlalchemy.engine", "Connection")
-    imp.add("typing", "Any")
+    if before or after or drops or after_drops:
+        imp.add(SA, "event")
+        imp.add(SA, "DDL")
+        imp.add(SA, "MetaData")
+        imp.add("sqlalchemy.engine", "Connection")
+        imp.add("typing", "Any")
     out = []
     if lines:
         out.append("# Partitions are dropped before their parent table.")
         out += lines
+        out.append("")
+    if stubs:
+        imp.add("sqlalchemy.schema", "DropTable")
+        out.append("# drop_all leaves the stand-ins alone: those tables belong to the platform (auth.users).")
+        names = ", ".join(py_literal(table_key(e.table)) for e in stubs)
+        out.append(f"for _name in ({names},):")
+        out.append("    _table = Base.metadata.tables[_name]")
+        out.append("    _table._dropper_ddl = DropTable(_table).execute_if(callable_=lambda *args, **kw: False)")
         out.append("")
     lists: list[str] = []
     if before:

@@ -423,18 +423,15 @@ async def reflect(
         wanted is not None,
         f"{version.major}.{version.minor}",
     )
-    _add_routines(db, fn_rows, trg_rows, ext_rows, wanted is not None)
+    _add_routines(db, fn_rows, trg_rows, ext_rows)
     return db
 
 
-def _add_routines(
-    db: m.Database, fn_rows: Sequence[Any], trg_rows: Sequence[Any], ext_rows: Sequence[Any], filtered: bool
-) -> None:
+def _add_routines(db: m.Database, fn_rows: Sequence[Any], trg_rows: Sequence[Any], ext_rows: Sequence[Any]) -> None:
     """Functions, triggers and extensions: what the generated module creates besides tables."""
     by_schema = {s.name: s for s in db.schemas}
-    if not filtered:  # a table filter asks for some tables, not for the schema's functions
-        for row in fn_rows:
-            by_schema[row["schema"]].functions.append(_function(row))
+    for row in fn_rows:  # also with a table filter: the chosen tables' policies and triggers call them
+        by_schema[row["schema"]].functions.append(_function(row))
     tables = {t.key: t for t in db.all_tables()}
     for row in trg_rows:
         trigger = _trigger(row)

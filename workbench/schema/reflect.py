@@ -208,7 +208,7 @@ select t.tgrelid, t.tgname as name, n.nspname as schema, c.relname as table, pg_
   join pg_namespace n on n.oid = c.relnamespace
   join pg_proc f on f.oid = t.tgfoid
   join pg_namespace fn on fn.oid = f.pronamespace
- where not t.tgisinternal
+ where not t.tgisinternal and {not_cloned}
    and (t.tgrelid = any($1::oid[]) or (fn.nspname = any($2::text[]) and n.nspname <> all($2::text[])))
    and not exists (select 1 from pg_depend e where e.classid = 'pg_trigger'::regclass and e.objid = t.oid
                      and e.deptype = 'e')
@@ -403,7 +403,8 @@ async def reflect(
         done("view dependencies")
         fn_rows = await conn.fetch(_FUNCTIONS, schemas)
         done("functions")
-        trg_rows = await conn.fetch(_TRIGGERS, all_oids, schemas)
+        not_cloned = "t.tgparentid = 0" if version.major >= 13 else "true"  # partitions' clones come back by attaching
+        trg_rows = await conn.fetch(_TRIGGERS.format(not_cloned=not_cloned), all_oids, schemas)
         done("triggers")
         ext_rows = await conn.fetch(_EXTENSIONS, selected, schemas)
         done("extensions")
@@ -433,6 +434,7 @@ def _add_routines(db: m.Database, fn_rows: Sequence[Any], trg_rows: Sequence[Any
     for row in fn_rows:  # also with a table filter: the chosen tables' policies and triggers call them
         by_schema[row["schema"]].functions.append(_function(row))
     tables = {t.key: t for t in db.all_tables()}
+    selected = {t.key for t in db.tables()}
     for row in trg_rows:
         trigger = _trigger(row)
         table = tables.get((row["schema"], row["table"]))
@@ -440,7 +442,7 @@ def _add_routines(db: m.Database, fn_rows: Sequence[Any], trg_rows: Sequence[Any
             table.triggers.append(trigger)
         elif row["schema"] not in by_schema:
             home = by_schema.get(trigger.function.split(".", 1)[0])
-            if home is not None and (table is None or table not in list(db.tables())):
+            if home is not None and (table is None or table.key not in selected):
                 home.external_triggers.append(trigger)
     db.extensions = [m.Extension(name=r["name"], schema=r["schema"], version=r["version"]) for r in ext_rows]
 

@@ -59,3 +59,14 @@ create materialized view reporting.orders_per_country as
   select a.country, count(*) as orders from sales.orders o join sales.accounts a on a.id = o.account_id group by 1
   with no data;
 create unique index orders_per_country_idx on reporting.orders_per_country (country);
+
+-- A partitioned event log with a row trigger on the parent (PostgreSQL clones it onto each partition).
+create table sales.events (id bigint not null, happened_on date not null, payload jsonb) partition by range (happened_on);
+create table sales.events_2026 partition of sales.events for values from ('2026-01-01') to ('2027-01-01');
+create function sales.stamp_event() returns trigger language plpgsql as $$
+begin
+  new.payload := coalesce(new.payload, '{}'::jsonb) || jsonb_build_object('stamped', true);
+  return new;
+end
+$$;
+create trigger events_stamp before insert on sales.events for each row execute function sales.stamp_event();

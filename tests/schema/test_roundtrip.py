@@ -255,3 +255,11 @@ async def _objects(dsn: str, schemas: list[str]) -> dict[str, list[str]]:
         return {k: sorted(r[0] for r in await conn.fetch(q, schemas)) for k, q in queries.items()}
     finally:
         await conn.close()
+
+
+async def test_demo_round_trip_with_grants_compared(standin: LocalStandIn, supabase_db: str) -> None:
+    """Grants on request: a new Supabase project's default privileges give the rebuilt tables and functions
+    the same grants to anon, authenticated and service_role as the source's."""
+    report = await roundtrip(standin.dsn(), supabase_db, ["public"], ignore=())
+    assert report.ok, report.report()
+    assert "ignored on request" not in report.scope()

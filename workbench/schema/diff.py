@@ -33,7 +33,7 @@ CATEGORIES = (
     "view",
     "rls",
     "policy",
-    "grant",
+    "grant",  # of tables and functions to anon, authenticated, service_role
     "enum",
     "domain",
     "sequence",
@@ -53,7 +53,6 @@ NEVER_COMPARED = (
     "statistics targets",
     "sequence positions",
     "extension versions",
-    "function grants",
     "data",
 )
 """What no category covers: a diff with 0 differences says nothing about these."""
@@ -265,6 +264,7 @@ def _trigger_pair(path: str, exp: m.Trigger, act: m.Trigger) -> Iterator[Differe
 def _function(path: str, exp: m.Function, act: m.Function) -> Iterator[Difference]:
     yield from _changed(path, "function", exp.definition, act.definition)
     yield from _changed(f"{path} comment", "comment", exp.comment, act.comment)
+    yield from _changed(f"{path} grants", "grant", exp.grants, act.grants)
 
 
 def _column(path: str, exp: m.Column, act: m.Column) -> Iterator[Difference]:

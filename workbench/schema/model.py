@@ -180,6 +180,7 @@ class Function:
     definition: str = ""  # CREATE OR REPLACE FUNCTION ... (pg_get_functiondef), or CREATE AGGREGATE ...
     needs_tables: bool = False  # its signature names a table's row type: created after the tables
     comment: str | None = None
+    grants: dict[str, list[str]] = field(default_factory=dict)  # API role -> privileges (EXECUTE)
 
     @property
     def signature(self) -> str:

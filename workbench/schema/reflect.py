@@ -182,6 +182,11 @@ _FUNCTIONS = """
 select p.oid, n.nspname as schema, p.proname as name, p.prokind::text as kind,
        case when p.prokind in ('f', 'p', 'w') then pg_get_functiondef(p.oid) end as definition,
        pg_get_function_identity_arguments(p.oid) as args, d.description as comment,
+       (select json_object_agg(r.rolname, g.privs)::text
+          from (select a.grantee, array_agg(a.privilege_type::text order by a.privilege_type) as privs
+                  from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a group by a.grantee) g
+          join pg_roles r on r.oid = g.grantee
+         where r.rolname in ('anon', 'authenticated', 'service_role')) as grants,
        a.aggkind::text as aggkind, a.aggtransfn::regproc::text as sfunc, format_type(a.aggtranstype, null) as stype,
        nullif(a.aggfinalfn::oid, 0)::regproc::text as finalfunc, a.agginitval as initcond,
        nullif(a.aggcombinefn::oid, 0)::regproc::text as combinefunc,
@@ -470,6 +475,7 @@ def _function(row: Any) -> m.Function:
         definition=definition.strip(),
         needs_tables=row["needs_tables"],
         comment=row["comment"],
+        grants=dict(sorted(json.loads(row["grants"]).items())) if row["grants"] else {},
     )
 
 

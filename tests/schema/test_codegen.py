@@ -52,6 +52,7 @@ GOLDEN_CASES = [
     Case("comments", "comments"),
     Case("pk_less", "pk_less"),
     Case("primary_keys", "primary_keys"),
+    Case("routines", "routines"),
     Case("partitions_views", "partitions_views"),
     Case("auth_users", "auth_users", target_setup=AUTH_SETUP),
     Case("auth_users_include", "auth_users", kwargs={"external": "include"}, target_setup=AUTH_SETUP),

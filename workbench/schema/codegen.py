@@ -2,8 +2,12 @@
 
 The aim is fidelity: ``Base.metadata.create_all()`` of the generated code rebuilds the same database
 (columns in order, types, defaults, keys, constraints, indexes, enums, domains, sequences), with views
-created as views, partitioned tables as partitioned tables, and row level security with its policies.
-What SQLAlchemy has no construct for is emitted as DDL that ``create_all`` runs after the tables.
+created as views, partitioned tables as partitioned tables, and row level security with its policies,
+on an empty database that has only what a new Supabase project has: the extensions the models need, the
+schemas' functions and triggers, replica identity, ``CLUSTER ON`` and comments come from the module too.
+What SQLAlchemy has no construct for is emitted as DDL (:mod:`workbench.schema.ddl`) that ``create_all``
+runs before or after the tables; names live in :mod:`~workbench.schema.naming`, Python-source helpers in
+:mod:`~workbench.schema.pysource`.
 
 The steps follow one verb scheme: :func:`generate` -> ``_plan`` (forms and names) -> ``_relate``
 (relationships) -> ``_render_*`` (one module or one module per schema).

@@ -178,7 +178,7 @@ async def test_supabase_app_module_says_what_it_builds(fresh_db: Callable[[str],
     db = await reflect_dsn(await _source(fresh_db, "supabase_app"), ["public"])
     code = generate(db).text
     for needle in (
-        "CREATE EXTENSION IF NOT EXISTS vector SCHEMA public",
+        "CREATE EXTENSION IF NOT EXISTS vector SCHEMA extensions",  # found through the column and index
         "CREATE OR REPLACE FUNCTION public.has_team_role(team uuid, wanted public.team_role)",
         "CREATE OR REPLACE TRIGGER on_auth_user_updated AFTER UPDATE OF email ON auth.users",
         "ALTER TABLE public.messages REPLICA IDENTITY FULL",

@@ -221,34 +221,31 @@ select t.tgrelid, t.tgname as name, n.nspname as schema, c.relname as table, pg_
 """
 
 _EXTENSIONS = """
-with dependents as (
-  select d.refclassid, d.refobjid
-    from pg_depend d
-   where d.deptype in ('n', 'a')
-     and ((d.classid = 'pg_class'::regclass
-           and (d.objid = any($1::oid[])
-                or d.objid in (select indexrelid from pg_index where indrelid = any($1::oid[]))))
-       or (d.classid = 'pg_attrdef'::regclass
-           and d.objid in (select oid from pg_attrdef where adrelid = any($1::oid[])))
-       or (d.classid = 'pg_rewrite'::regclass
-           and d.objid in (select oid from pg_rewrite where ev_class = any($1::oid[])))
-       or (d.classid = 'pg_constraint'::regclass
-           and d.objid in (select oid from pg_constraint where conrelid = any($1::oid[])))
-       or (d.classid = 'pg_policy'::regclass
-           and d.objid in (select oid from pg_policy where polrelid = any($1::oid[])))
-       or (d.classid = 'pg_proc'::regclass and d.objid in (select p.oid from pg_proc p
-             join pg_namespace pn on pn.oid = p.pronamespace where pn.nspname = any($2::text[])))
-       or (d.classid = 'pg_type'::regclass and d.objid in (select t.oid from pg_type t
-             join pg_namespace tn on tn.oid = t.typnamespace where tn.nspname = any($2::text[]))))
-)
 select e.extname as name, en.nspname as schema, e.extversion as version
   from pg_extension e
   join pg_namespace en on en.oid = e.extnamespace
  where e.extname <> 'plpgsql'
    and (en.nspname = any($2::text[])
-        or exists (select 1 from dependents dp
-                     join pg_depend x on x.classid = dp.refclassid and x.objid = dp.refobjid and x.deptype = 'e'
-                    where x.refobjid = e.oid))
+        or exists (  -- from the extension's few members, through pg_depend's reference index, to our objects
+          select 1
+            from pg_depend x
+            join pg_depend d on d.refclassid = x.classid and d.refobjid = x.objid and d.deptype in ('n', 'a')
+           where x.refclassid = 'pg_extension'::regclass and x.refobjid = e.oid and x.deptype = 'e'
+             and ((d.classid = 'pg_class'::regclass
+                   and (d.objid = any($1::oid[])
+                        or d.objid in (select indexrelid from pg_index where indrelid = any($1::oid[]))))
+               or (d.classid = 'pg_attrdef'::regclass
+                   and d.objid in (select oid from pg_attrdef where adrelid = any($1::oid[])))
+               or (d.classid = 'pg_rewrite'::regclass
+                   and d.objid in (select oid from pg_rewrite where ev_class = any($1::oid[])))
+               or (d.classid = 'pg_constraint'::regclass
+                   and d.objid in (select oid from pg_constraint where conrelid = any($1::oid[])))
+               or (d.classid = 'pg_policy'::regclass
+                   and d.objid in (select oid from pg_policy where polrelid = any($1::oid[])))
+               or (d.classid = 'pg_proc'::regclass and d.objid in (select p.oid from pg_proc p
+                     join pg_namespace pn on pn.oid = p.pronamespace where pn.nspname = any($2::text[])))
+               or (d.classid = 'pg_type'::regclass and d.objid in (select t.oid from pg_type t
+                     join pg_namespace tn on tn.oid = t.typnamespace where tn.nspname = any($2::text[]))))))
  order by e.extname
 """
 

@@ -1,7 +1,7 @@
 -- A Supabase app in the style of a real one: a team chat with semantic search.
 -- Enums in function signatures called from policies, triggers on auth.users and on app tables,
 -- REPLICA IDENTITY FULL for Realtime, a pgvector column, CLUSTER ON.
-create extension if not exists vector schema public;
+create extension if not exists vector schema extensions;  -- where Supabase puts extensions
 
 create type public.team_role as enum ('owner', 'admin', 'member', 'guest');
 create type public.message_kind as enum ('text', 'image', 'system');
@@ -44,12 +44,12 @@ create table public.messages (
   author_id uuid not null default auth.uid() references auth.users (id),
   kind public.message_kind not null default 'text',
   body text not null,
-  embedding vector(8),
+  embedding extensions.vector(8),
   edited_at timestamptz,
   created_at timestamptz not null default now()
 );
 create index messages_channel_created_idx on public.messages (channel_id, created_at desc);
-create index messages_embedding_idx on public.messages using hnsw (embedding vector_cosine_ops);
+create index messages_embedding_idx on public.messages using hnsw (embedding extensions.vector_cosine_ops);
 alter table public.messages replica identity full;
 alter table public.messages cluster on messages_channel_created_idx;
 alter table public.team_members replica identity full;

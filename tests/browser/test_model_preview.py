@@ -1,6 +1,7 @@
 """The model preview in a real JupyterLab: ``%sbmodels`` shows highlighted SQLAlchemy code, ticking an option
 changes it, Export writes the file (checked on disk: it compiles and holds the models), and a diff against it is
-empty until an option changes again. Read-only on the database.
+empty until an option changes again, and Check shows a rebuild with 0 differences. Read-only on the source
+database (the check builds into a throwaway database it drops).
 """
 
 from __future__ import annotations
@@ -54,3 +55,11 @@ def test_model_preview_changes_with_an_option_and_exports(lab: Lab, page) -> Non
     diff = preview.locator(".wb-models-diff pre.wb-models-diff-text")
     expect(diff).to_contain_text(COMMENT)
     screenshot(page, "model_preview_diff", output_of(preview))
+
+    # Check: the kernel builds the code into a throwaway database, diffs it against the source, and the page
+    # shows the outcome and what was compared.
+    preview.locator("button.wb-models-check").click()
+    outcome = preview.locator(".wb-models-check-result .wb-models-check-ok")
+    expect(outcome).to_contain_text("workbench: 0 differences", timeout=90_000)
+    expect(preview.locator(".wb-models-check-result .wb-models-check-scope")).to_contain_text("trigger")
+    screenshot(page, "model_preview_check", output_of(preview))

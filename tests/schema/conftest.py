@@ -8,7 +8,7 @@ import pytest
 from schema_rig import PAGILA, create_database, run_sql
 
 from workbench._sync import run_sync
-from workbench.local.standin import LocalStandIn
+from workbench.local.standin import BOOTSTRAP_SQL, LocalStandIn
 
 
 @pytest.fixture()
@@ -20,6 +20,19 @@ def fresh_db(standin: LocalStandIn, request: pytest.FixtureRequest) -> Callable[
         return await create_database(standin, f"{base}_{suffix}")
 
     return make
+
+
+@pytest.fixture()
+def supabase_db(standin: LocalStandIn, request: pytest.FixtureRequest) -> str:
+    """A fresh database with only what a new Supabase project has: roles, auth/storage/extensions schemas."""
+    name = "sb_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:50].lower()
+
+    async def make() -> str:
+        dsn = await create_database(standin, name)
+        await run_sql(dsn, BOOTSTRAP_SQL.read_text())
+        return dsn
+
+    return run_sync(make())
 
 
 @pytest.fixture(scope="session")

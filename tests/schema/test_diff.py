@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from workbench.schema import model as m
-from workbench.schema.diff import Difference, diff, format_diff
+from workbench.schema.diff import Difference, describe_scope, diff, format_diff
 
 
 def _db() -> m.Database:
@@ -89,3 +89,89 @@ def test_missing_and_extra_columns_and_schemas() -> None:
     assert Difference("public.tasks.body", "column", "missing", "text", None) in out
     assert Difference("public.tasks.new", "column", "extra", None, "integer") in out
     assert diff(expected, m.Database()) == [Difference("public", "schema", "missing", "public", None)]
+
+
+def _routines() -> m.Database:
+    db = _db()
+    schema = db.schemas[0]
+    schema.comment = "app tables"
+    schema.functions = [
+        m.Function(
+            "public",
+            "is_member",
+            "org bigint",
+            definition="CREATE OR REPLACE FUNCTION ... $$ select 1 $$",
+            grants={"anon": ["EXECUTE"]},
+        )
+    ]
+    schema.external_triggers = [
+        m.Trigger(
+            "on_signup",
+            "auth",
+            "users",
+            "CREATE TRIGGER on_signup AFTER INSERT ON auth.users ...",
+            "AFTER",
+            ["INSERT"],
+            "public.handle_new_user",
+        )
+    ]
+    tasks = schema.tables[0]
+    tasks.triggers = [
+        m.Trigger(
+            "touch",
+            "public",
+            "tasks",
+            "CREATE TRIGGER touch BEFORE UPDATE ON public.tasks ...",
+            "BEFORE",
+            ["UPDATE"],
+            "public.touch",
+        )
+    ]
+    tasks.replica_identity = "full"
+    tasks.clustered_index = "tasks_title_idx"
+    db.extensions = [m.Extension("vector", "public")]
+    return db
+
+
+def test_triggers_functions_replica_identity_cluster_and_schema_comments_are_compared() -> None:
+    exp, act = _routines(), _routines()
+    assert diff(exp, act, ignore=()) == []
+    t = act.schemas[0].tables[0]
+    t.triggers[0] = m.Trigger(
+        "touch",
+        "public",
+        "tasks",
+        "CREATE TRIGGER touch AFTER UPDATE ...",
+        "AFTER",
+        ["UPDATE"],
+        "public.touch",
+        enabled="D",
+    )
+    t.replica_identity, t.clustered_index = "default", None
+    act.schemas[0].comment = None
+    act.schemas[0].functions[0].definition += " -- changed"
+    act.schemas[0].functions[0].grants = {}
+    act.schemas[0].external_triggers = []
+    act.extensions = []
+    found = {(d.category, d.kind) for d in diff(exp, act, ignore=())}
+    assert found == {
+        ("trigger", "changed"),
+        ("replica_identity", "changed"),
+        ("cluster", "changed"),
+        ("comment", "changed"),
+        ("function", "changed"),
+        ("grant", "changed"),
+        ("trigger", "missing"),
+        ("extension", "missing"),
+    }
+    changed = next(d for d in diff(exp, act) if d.category == "trigger" and d.kind == "changed")
+    assert "'BEFORE'" in (changed.expected or "") and "'AFTER'" in (changed.actual or "")
+    assert "grant" not in {d.category for d in diff(exp, act)}  # grants only on request
+
+
+def test_scope_says_what_was_and_was_not_compared() -> None:
+    text = describe_scope()
+    compared, rest = text.split("; ignored on request: ")
+    assert "trigger" in compared and "replica identity" in compared and "function" in compared
+    assert rest.startswith("grant;") and "never compared: owners" in rest
+    assert "ignored" not in describe_scope(())

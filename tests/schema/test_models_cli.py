@@ -92,3 +92,17 @@ def test_cold_command_line(pagila_dsn: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     compile(target.read_text(), str(target), "exec")
     assert "class Payment(Base):" in target.read_text()
+
+
+def test_check_builds_the_export_and_reports_the_diff(
+    pagila_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "models.py"
+    assert main(["models", "export", "--db-url", pagila_dsn, "--out", str(out), "--check"]) == 0
+    err = capsys.readouterr().err
+    assert "check: workbench: 0 differences" in err and "compared: table, column" in err
+    assert "never compared: owners" in err
+    # leaving indexes out is a difference the check reports, with exit status 1
+    assert main(["models", "export", "--db-url", pagila_dsn, "--options", "noindexes", "--check", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "check: workbench: 34 differences" in err and "[index]: missing" in err

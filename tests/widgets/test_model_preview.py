@@ -90,3 +90,14 @@ def test_css_classes_for_browser_tests(settings: Any) -> None:
         "wb-models-status",
         "wb-models-summary",
     } <= classes(preview.widget)
+
+
+def test_check_builds_diffs_and_shows_the_result(settings: Any) -> None:
+    preview = ModelPreview(settings)
+    preview.check_button.click()  # as a click in the browser would
+    assert "wb-models-check-ok" in preview.check_view.value
+    assert "workbench: 0 differences" in preview.check_view.value and "never compared" in preview.check_view.value
+    preview.set_option("norls", True)
+    report = preview.check()
+    assert not report.ok and {"rls", "policy"} == set(report.counts())
+    assert "wb-models-check-failed" in preview.check_view.value and "[policy]: missing" in preview.check_view.value

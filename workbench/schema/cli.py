@@ -47,6 +47,17 @@ def add_parser(subparsers: Any) -> None:
     export.add_argument("--db-url", help="PostgreSQL URL (default: SUPABASE_DB_URL or the local stand-in)")
     export.add_argument("--dir", type=Path, help="local stand-in data folder (default $WORKBENCH_LOCAL_DIR)")
     export.add_argument("--quiet", action="store_true", help="no progress or summary on standard error")
+    export.add_argument(
+        "--check",
+        action="store_true",
+        help="also build the code into a throwaway Supabase-like database with create_all and diff it against "
+        "the source; exit status 1 when they differ",
+    )
+    export.add_argument(
+        "--check-server",
+        metavar="URL",
+        help="server for the throwaway database (default: the source's server, right for the local stand-in)",
+    )
     export.set_defaults(func=cmd_export)
 
 
@@ -133,7 +144,29 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
     for note in code.notes:
         print(f"note: {note}", file=err)
+    if args.check:
+        return _check(args, dsn, schemas, options)
     return 0
+
+
+def _check(args: argparse.Namespace, dsn: str, schemas: list[str], options: frozenset[str]) -> int:
+    """The check action: build into a throwaway database, diff against the source, print the report."""
+    from workbench._sync import run_sync
+    from workbench.schema.roundtrip import check
+
+    report = run_sync(
+        check(
+            dsn,
+            schemas,
+            server_dsn=args.check_server,
+            tables=args.tables,
+            options=sorted(options),
+            external=args.external,
+            layout=args.layout,
+        )
+    )
+    print(f"check: {report.report()}", file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def _command_args(args: argparse.Namespace, options: frozenset[str]) -> list[str]:

@@ -2,8 +2,12 @@
 
 The aim is fidelity: ``Base.metadata.create_all()`` of the generated code rebuilds the same database
 (columns in order, types, defaults, keys, constraints, indexes, enums, domains, sequences), with views
-created as views, partitioned tables as partitioned tables, and row level security with its policies.
-What SQLAlchemy has no construct for is emitted as DDL that ``create_all`` runs after the tables.
+created as views, partitioned tables as partitioned tables, and row level security with its policies,
+on an empty database that has only what a new Supabase project has: the extensions the models need, the
+schemas' functions and triggers, replica identity, ``CLUSTER ON`` and comments come from the module too.
+What SQLAlchemy has no construct for is emitted as DDL (:mod:`workbench.schema.ddl`) that ``create_all``
+runs before or after the tables; names live in :mod:`~workbench.schema.naming`, Python-source helpers in
+:mod:`~workbench.schema.pysource`.
 
 The steps follow one verb scheme: :func:`generate` -> ``_plan`` (forms and names) -> ``_relate``
 (relationships) -> ``_render_*`` (one module or one module per schema).
@@ -21,7 +25,22 @@ from pathlib import Path
 from typing import Literal
 
 from workbench.schema import model as m
-from workbench.sqlnames import RESERVED_WORDS, qualified_name, quote_ident, quote_literal
+from workbench.schema.ddl import extension_sql, render_ddl
+from workbench.schema.naming import ORM as _ORM
+from workbench.schema.naming import PG as _PG
+from workbench.schema.naming import SA as _SA
+from workbench.schema.naming import attribute_name as _attribute
+from workbench.schema.naming import free_name as _free
+from workbench.schema.naming import pascal, quote_ident, singular, snake
+from workbench.schema.naming import split_qualified as _split_qualified
+from workbench.schema.naming import strip_id as _strip_id
+from workbench.schema.naming import unquote as _unquote
+from workbench.schema.pysource import Imports as _Imports
+from workbench.schema.pysource import py_literal as _py
+from workbench.schema.pysource import sql_text as _sql_text
+from workbench.schema.pysource import wrap as _wrap
+
+__all__ = ["CodegenError", "GeneratedCode", "check_options", "generate", "pascal", "quote_ident", "singular", "snake"]
 
 VALID_OPTIONS = frozenset(
     {
@@ -36,45 +55,13 @@ VALID_OPTIONS = frozenset(
         "norelationships",  # no relationships at all
         "noviews",  # leave views and materialized views out
         "norls",  # do not recreate row level security and policies
+        "nofunctions",  # leave the schemas' functions and triggers out (policies then need them to exist)
     }
 )
 EXTERNAL_MODES = ("standin", "include", "plain")
 LAYOUTS = ("file", "package")
 External = Literal["standin", "include", "plain"]
 Layout = Literal["file", "package"]
-
-_SA = "sqlalchemy"
-_PG = "sqlalchemy.dialects.postgresql"
-_ORM = "sqlalchemy.orm"
-_IMPORTABLE = {
-    _SA: {
-        "BigInteger", "Boolean", "CHAR", "CheckConstraint", "Column", "Computed", "DDL", "Date", "DateTime",
-        "Double", "Enum", "ForeignKey", "ForeignKeyConstraint", "Identity", "Index", "Integer", "LargeBinary",
-        "MetaData", "Numeric", "PrimaryKeyConstraint", "REAL", "Sequence", "SmallInteger", "String", "Table",
-        "Text", "Time", "UniqueConstraint", "Uuid", "event", "text",
-    },
-    _PG: {
-        "ARRAY", "BIT", "CIDR", "DATEMULTIRANGE", "DATERANGE", "DOMAIN", "ENUM", "HSTORE", "INET", "INT4MULTIRANGE",
-        "INT4RANGE", "INT8MULTIRANGE", "INT8RANGE", "INTERVAL", "JSON", "JSONB", "MACADDR", "MACADDR8", "MONEY",
-        "NUMMULTIRANGE", "NUMRANGE", "OID", "REGCLASS", "REGCONFIG", "TIME", "TIMESTAMP", "TSMULTIRANGE",
-        "TSQUERY", "TSRANGE", "TSTZMULTIRANGE", "TSTZRANGE", "TSVECTOR", "Range",
-    },
-    _ORM: {"DeclarativeBase", "Mapped", "mapped_column", "relationship"},
-    "sqlalchemy.types": {"UserDefinedType"},
-    "sqlalchemy.engine": {"Connection"},
-    "decimal": {"Decimal"},
-    "typing": {"Any", "TYPE_CHECKING"},
-}  # fmt: skip
-# Names a column attribute must never take: class bodies call these (a column named ``text`` would
-# otherwise shadow ``text()`` for the columns after it) or SQLAlchemy reserves them.
-_RESERVED = (
-    set(keyword.kwlist)
-    | {"metadata", "registry", "datetime", "enum", "uuid", "list", "str", "int", "float", "bool", "bytes", "dict"}
-    | {"Base", "PgType", "view_metadata"}
-    | {name for names in _IMPORTABLE.values() for name in names}
-)
-
-_PG_RESERVED = RESERVED_WORDS  # deprecated-for-merge: use workbench.sqlnames.RESERVED_WORDS
 
 # typname -> (SQLAlchemy class, module, Python type)
 _SIMPLE_TYPES: dict[str, tuple[str, str, str]] = {
@@ -163,137 +150,6 @@ class GeneratedCode:
         return written
 
 
-# -- names ---------------------------------------------------------------------------------------------
-
-
-def _words(name: str) -> list[str]:
-    return [w for w in re.split(r"[\W_]+", unicodedata.normalize("NFKC", name)) if w]
-
-
-def singular(word: str) -> str:
-    """A cautious English singular: ``tasks`` -> ``task``, ``categories`` -> ``category``; unsure: unchanged."""
-    low = word.lower()
-    if len(word) > 4 and low.endswith("ies") and not low.endswith(("eies", "aies")):
-        return word[:-3] + ("Y" if word[-3:].isupper() else "y")
-    if low.endswith(("sses", "shes", "ches", "xes", "zzes", "atuses")):
-        return word[:-2]
-    if low.endswith(("ss", "us", "is", "news", "series", "species", "ics")) or len(word) <= 2:
-        return word
-    if low.endswith("s"):
-        return word[:-1]
-    return word
-
-
-def pascal(name: str, *, singularize: bool = False) -> str:
-    """``film_actor`` -> ``FilmActor`` (``film_actors`` -> ``FilmActor`` with ``singularize``)."""
-    words = _words(name)
-    if singularize and words:
-        words[-1] = singular(words[-1])
-    text = "".join(w[:1].upper() + w[1:] for w in words) or "Table"
-    if text[0].isdigit():
-        text = "T" + text
-    return text if text.isidentifier() else "Table"
-
-
-def snake(name: str) -> str:
-    """A valid lower-case identifier for ``name``."""
-    text = "_".join(_words(name)).lower() or "x"
-    if text[0].isdigit():
-        text = "_" + text
-    return text if text.isidentifier() else "x"
-
-
-def _attribute(name: str) -> str:
-    """The attribute for a column: the column name when Python accepts it as it is."""
-    if name.isidentifier() and unicodedata.normalize("NFKC", name) == name and not name.startswith("__"):
-        return name
-    return snake(name)
-
-
-def _free(name: str, used: set[str], also: set[str] | frozenset[str] = frozenset()) -> str:
-    """``name``, or ``name_``, ``name__``... whichever is not taken (in ``used`` or ``also``) nor reserved."""
-    while name in used or name in also or keyword.iskeyword(name) or name in _RESERVED:
-        name += "_"
-    used.add(name)
-    return name
-
-
-def _strip_id(name: str) -> str:
-    low = name.lower()
-    if low.endswith("_id"):
-        return name[:-3]
-    if low.endswith("id") and len(name) > 2:
-        return name[:-2].rstrip("_")
-    return ""
-
-
-# deprecated-for-merge: the names below are thin aliases of workbench.sqlnames (the integrator removes them).
-_qn = qualified_name
-
-
-_sql_literal = quote_literal
-
-
-_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f]*')
-
-
-@functools.lru_cache(maxsize=65536)
-def _py(text: str) -> str:
-    """A Python string literal, double-quoted unless that needs more escapes (as ruff format prefers)."""
-    if _PLAIN.fullmatch(text) and text.isprintable():
-        return f'"{text}"'
-    quote = "'" if text.count('"') > text.count("'") else '"'
-    out = []
-    for ch in text:
-        if ch == "\\" or ch == quote:
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F or not ch.isprintable():
-            out.append(repr(ch)[1:-1])
-        else:
-            out.append(ch)
-    return quote + "".join(out) + quote
-
-
-def _py_block(text: str) -> str:
-    """A long SQL statement as a readable triple-quoted literal."""
-    if "\n" not in text:
-        return _py(text)
-    body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    if body.endswith('"'):
-        body = body[:-1] + '\\"'
-    return f'"""{body}"""'
-
-
-@functools.lru_cache(maxsize=65536)
-def _sql_text(sql: str) -> str:
-    """``text("...")`` for a SQL fragment; a colon that text() would take for a bind parameter is escaped."""
-    escaped = _BIND_LIKE.sub(lambda _m: "\\:", sql)
-    return f"text({_py(escaped)})"
-
-
-_BIND_LIKE = re.compile(r"(?<![:\w\\]):(?=\w)")
-
-
-def _unquote(ident: str) -> str:
-    if ident.startswith('"') and ident.endswith('"'):
-        return ident[1:-1].replace('""', '"')
-    return ident
-
-
-def _split_qualified(text: str) -> tuple[str | None, str]:
-    """``public."My Seq"`` -> (``public``, ``My Seq``)."""
-    parts = re.findall(r'"(?:[^"]|"")*"|[^.]+', text)
-    if len(parts) == 2:
-        return _unquote(parts[0]), _unquote(parts[1])
-    return None, _unquote(text)
-
-
 # -- plan ----------------------------------------------------------------------------------------------
 
 
@@ -324,48 +180,6 @@ class _Entity:
 
     def __post_init__(self) -> None:
         self.key = (self.table.schema, self.table.name)
-
-
-class _Imports:
-    def __init__(self) -> None:
-        self.names: dict[str, set[str]] = {}
-        self.modules: set[str] = set()
-        self.type_checking: dict[str, set[str]] = {}  # for string annotations naming other modules' classes
-
-    def add(self, module: str, name: str) -> str:
-        self.names.setdefault(module, set()).add(name)
-        return name
-
-    def render(self) -> str:
-        std = [f"import {mod}" for mod in sorted(self.modules)]
-        std += [self._line(mod) for mod in ("decimal", "typing") if mod in self.names]
-        third = [self._line(mod) for mod in sorted(self.names) if mod.startswith("sqlalchemy")]
-        local = [self._line(mod) for mod in sorted(self.names) if mod.startswith(".")]
-        blocks = [b for b in (std, third, local) if b]
-        if self.type_checking:
-            blocks.append(
-                ["if TYPE_CHECKING:"]
-                + [
-                    f"    from {mod} import {', '.join(sorted(names))}"
-                    for mod, names in sorted(self.type_checking.items())
-                ]
-            )
-        return "\n\n".join("\n".join(b) for b in blocks)
-
-    def merge(self, other: _Imports) -> None:
-        for mod, names in other.names.items():
-            self.names.setdefault(mod, set()).update(names)
-        self.modules |= other.modules
-
-    def _line(self, module: str) -> str:
-        """isort's order (constants, classes, functions), wrapped one name a line when too long."""
-        names = sorted(
-            self.names[module], key=lambda n: (0 if n.isupper() and len(n) > 1 else 1 if n[0].isupper() else 2, n)
-        )
-        line = f"from {module} import {', '.join(names)}"
-        if len(line) <= 120:
-            return line
-        return f"from {module} import (\n" + "".join(f"    {n},\n" for n in names) + ")"
 
 
 class _Generator:
@@ -699,7 +513,7 @@ class _Generator:
             chunks = self._render_module(module, imp)
             bodies[module] = (imp, chunks)
         ddl_imp = _Imports()
-        ddl = self._render_ddl(ddl_imp)
+        ddl = render_ddl(self, ddl_imp)
         if self.layout == "file":
             imp, chunks = bodies["models"]
             imp.merge(ddl_imp)
@@ -722,9 +536,11 @@ class _Generator:
             files["_ddl.py"] = self._assemble(
                 '"""Views, partitions, row level security and policies: DDL run by create_all."""', ddl_imp, [ddl]
             )
-        submodules = ", ".join(sorted([*modules, *(["_ddl"] if ddl else [])]))
-        init = [
-            f"from . import {submodules}  # noqa: F401  (importing them registers the models and DDL)",
+        submodules = ", ".join(sorted(modules))
+        init = [f"from . import {submodules}  # noqa: F401  (importing them registers the models)"]
+        if ddl:  # after the models: its listeners run after those that create the models' types
+            init.append("from . import _ddl  # noqa: F401, I001")
+        init += [
             "from ._base import Base, view_metadata",
             "",
             '__all__ = ["Base", "view_metadata"]',
@@ -755,16 +571,23 @@ class _Generator:
                 | {e.schema for e in self.db.enums() if e.key in self.enum_names}
                 | {d.schema for d in self.db.domains()}
                 | {s.schema for s in self.db.sequences() if s.key in self.seq_names}
+                | {x.schema for x in self.db.extensions}
+                | {s.name for s in self.db.schemas if s.functions and "nofunctions" not in self.options}
             )
             - {m.DEFAULT_SCHEMA}
         )
-        if schemas:
+        if schemas or self.db.extensions:
             imp.add(_SA, "DDL")
             imp.add(_SA, "event")
-            lines += ["", "# create_all does not create schemas: these run first."]
+            if schemas:
+                lines += ["", "# create_all does not create schemas: these run first."]
             for schema in schemas:
                 stmt = f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"
                 lines.append(f'event.listen(Base.metadata, "before_create", DDL({_py(stmt)}))')
+            if self.db.extensions:
+                lines += ["", "# Extensions the models need (types, operator classes, functions), in their schemas."]
+            for ext in self.db.extensions:
+                lines.append(f'event.listen(Base.metadata, "before_create", DDL({_py(extension_sql(ext))}))')
         if self.needs_raw or self.layout == "package":
             imp.add("sqlalchemy.types", "UserDefinedType")
             imp.add("typing", "Any")
@@ -1042,24 +865,34 @@ class _Generator:
         flags = [a for a in extras if a.endswith("=True")]
         args += pos
         kwargs = flags + kwargs
-        is_pk = "primary_key=True" in flags
-        if (
-            is_pk
-            and col.type.name in ("int2", "int4", "int8")
-            and col.type.dims == 0
-            and not serial
-            and col.identity is None
-            and seq_key is None
-            and col.default is None
-            and ent.table.primary_key is not None
-            and len(ent.table.primary_key.columns) == 1
-            and ent.form != "stub"
-            and not any(a.startswith("ForeignKey(") for a in pos)
-        ):
+        if self._needs_autoincrement_off(ent, col, serial, seq_key):
             kwargs.append("autoincrement=False")
         if col.comment and "nocomments" not in self.options and ent.form != "stub":
             kwargs.append(f"comment={_py(col.comment)}")
         return args + kwargs, py
+
+    def _needs_autoincrement_off(
+        self, ent: _Entity, col: m.Column, serial: bool, seq_key: tuple[str | None, str] | None
+    ) -> bool:
+        """A single-column integer key without a default: SQLAlchemy would make it SERIAL unless told not to.
+
+        Decided from the reflected key (named or not, column flag or table-level constraint), never from
+        the rendered arguments, and SQLAlchemy skips SERIAL for a column that also has a foreign key."""
+        pk = ent.table.primary_key
+        return (
+            ent.form != "stub"
+            and pk is not None
+            and not pk.inherited
+            and pk.columns == [col.name]
+            and col.type.name in ("int2", "int4", "int8")
+            and col.type.dims == 0
+            and not serial
+            and col.identity is None
+            and col.generated is None
+            and seq_key is None
+            and col.default is None
+            and not any(fk.columns == [col.name] and self._fk_is_rendered(fk) for fk in ent.table.foreign_keys)
+        )
 
     def _import_seq(self, var: str, schema: str, imp: _Imports, module: str) -> str:
         return self._import_object(var, schema, imp, module)
@@ -1192,181 +1025,6 @@ class _Generator:
         body = "".join(f"    {item},\n" for item in items)
         return "\n".join(_wrap(line) for line in f"{ent.name} = Table(\n{body})".split("\n"))
 
-    # -- DDL --------------------------------------------------------------------------------------------
-    def _render_ddl(self, imp: _Imports) -> str:
-        after: list[tuple[str | None, str]] = []
-        drops: list[str] = []
-        lines: list[str] = []
-        ents = sorted(self.entities.values(), key=lambda e: e.key)
-        for ent in ents:
-            t = ent.table
-            if ent.form == "stub":
-                continue
-            if t.partition_of and (t.partition_of in self.entities) and t.partition_bound:
-                parent = self.entities[t.partition_of]
-                after.append(
-                    (
-                        _key(t),
-                        f"ALTER TABLE {_qn(*t.partition_of)} ATTACH PARTITION {_qn(t.schema, t.name)} "
-                        f"{t.partition_bound}",
-                    )
-                )
-                child = f"Base.metadata.tables[{_py(_key(t))}]" if ent.form == "class" else ent.name
-                lines.append(f"{child}.add_is_dependent_on(Base.metadata.tables[{_py(_key(parent.table))}])")
-            for seq in self.db.sequences():
-                if seq.key in self.seq_names and seq.owned_by and seq.owned_by[:2] == t.key:
-                    after.append(
-                        (
-                            _key(t),
-                            f"ALTER SEQUENCE {_qn(seq.schema, seq.name)} OWNED BY "
-                            f"{_qn(t.schema, t.name)}.{quote_ident(seq.owned_by[2])}",
-                        )
-                    )
-            for oc in t.other_constraints:
-                if not oc.inherited and "noconstraints" not in self.options:
-                    after.append(
-                        (
-                            _key(t),
-                            f"ALTER TABLE {_qn(t.schema, t.name)} ADD CONSTRAINT "
-                            f"{quote_ident(oc.name)} {oc.definition}",
-                        )
-                    )
-            for fk in t.foreign_keys:
-                if (
-                    not fk.inherited
-                    and not self._fk_is_rendered(fk)
-                    and not t.is_view
-                    and (self.external == "plain" or (fk.ref_schema, fk.ref_table) in self.selected)
-                ):
-                    after.append(
-                        (
-                            _key(t),
-                            f"ALTER TABLE {_qn(t.schema, t.name)} ADD CONSTRAINT "
-                            f"{quote_ident(fk.name)} {fk.definition}",
-                        )
-                    )
-        views = [e for e in ents if e.form == "view"]
-        for ent in _view_order(views):
-            t = ent.table
-            body = (t.view_definition or "").rstrip().rstrip(";")
-            name = _qn(t.schema, t.name)
-            if t.kind == "view":
-                with_ = f" WITH ({', '.join(t.view_options)})" if t.view_options else ""
-                after.append((None, f"CREATE OR REPLACE VIEW {name}{with_} AS\n{body}"))
-                drops.insert(0, f"DROP VIEW IF EXISTS {name}")
-            else:
-                with_ = f" WITH ({', '.join(t.view_options)})" if t.view_options else ""
-                data = "WITH DATA" if t.populated else "WITH NO DATA"
-                after.append((None, f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}{with_} AS\n{body}\n{data}"))
-                drops.insert(0, f"DROP MATERIALIZED VIEW IF EXISTS {name}")
-                if "noindexes" not in self.options:
-                    for ix in t.indexes:
-                        after.append(
-                            (None, re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX IF NOT EXISTS ", ix.definition))
-                        )
-            if t.comment and "nocomments" not in self.options:
-                kind = "VIEW" if t.kind == "view" else "MATERIALIZED VIEW"
-                after.append((None, f"COMMENT ON {kind} {name} IS {_sql_literal(t.comment)}"))
-            for col in t.columns:
-                if col.comment and "nocomments" not in self.options:
-                    after.append(
-                        (None, f"COMMENT ON COLUMN {name}.{quote_ident(col.name)} IS {_sql_literal(col.comment)}")
-                    )
-        if "norls" not in self.options:
-            for ent in ents:
-                t = ent.table
-                if ent.form == "stub" or t.is_view:
-                    continue
-                name = _qn(t.schema, t.name)
-                if t.rls_enabled:
-                    after.append((_key(t), f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY"))
-                if t.rls_forced:
-                    after.append((_key(t), f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY"))
-                for pol in t.policies:
-                    after.append((_key(t), _policy_sql(t, pol)))
-        if not after and not lines:
-            return ""
-        imp.add(_SA, "event")
-        imp.add(_SA, "DDL")
-        imp.add(_SA, "MetaData")
-        imp.add("sqlalchemy.engine", "Connection")
-        imp.add("typing", "Any")
-        out = []
-        if lines:
-            out.append("# Partitions are dropped before their parent table.")
-            out += lines
-            out.append("")
-        out.append("# What SQLAlchemy has no construct for, run by Base.metadata.create_all after the tables:")
-        out.append("# (table key, statement); a statement with a key runs only when that table was created just now.")
-        out.append("_AFTER_CREATE: list[tuple[str | None, str]] = [")
-        for key, stmt in after:
-            key_text = _py(key) if key else "None"
-            one = f"    ({key_text}, {_py_block(stmt)}),"
-            if len(one) <= 120 and "\n" not in stmt:
-                out.append(one)
-            elif "\n" in stmt and max(len(x) for x in stmt.splitlines()) <= 116:
-                out += [f"    (\n        {key_text},", f"        {_py_block(stmt)},", "    ),"]
-            else:
-                out.append(f"    (\n        {key_text},")
-                out += [f"        {_py(piece)}" for piece in _chunks(stmt, 100)]
-                out[-1] += ","
-                out.append("    ),")
-        out.append("]")
-        out += [
-            "",
-            "",
-            '@event.listens_for(Base.metadata, "after_create")',
-            "def _after_create(target: MetaData, connection: Connection, **kw: Any) -> None:",
-            '    created = {table.key for table in kw.get("tables", ())}',
-            "    for key, statement in _AFTER_CREATE:",
-            "        if key is None or key in created:",
-            '            connection.execute(DDL(statement.replace("%", "%%")))',
-        ]
-        if drops:
-            out[out.index("]") + 1 : out.index("]") + 1] = (
-                ["_BEFORE_DROP: list[str] = ["] + [f"    {_py(stmt)}," for stmt in drops] + ["]"]
-            )
-            out += [
-                "",
-                "",
-                '@event.listens_for(Base.metadata, "before_drop")',
-                "def _before_drop(target: MetaData, connection: Connection, **kw: Any) -> None:",
-                "    for statement in _BEFORE_DROP:",
-                "        connection.execute(DDL(statement))",
-            ]
-        if self.layout == "package":
-            needed = {
-                ent.key: ent
-                for ent in ents
-                if ent.table.partition_of and ent.table.partition_of in self.entities and ent.form != "class"
-            }
-            for ent in sorted(needed.values(), key=lambda e: e.key):
-                imp.add("." + ent.module, ent.name)
-        return "\n".join(_wrap(line) for line in out)
-
-
-def _chunks(sql: str, width: int) -> list[str]:
-    """Cut a long statement into pieces at line ends and at spaces outside quotes; joined, they are the same."""
-    pieces: list[str] = []
-    start, last_space, quote = 0, -1, ""
-    for i, ch in enumerate(sql):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == " ":
-            last_space = i
-        if ch == "\n":
-            pieces.append(sql[start : i + 1])
-            start = last_space = i + 1
-        elif i - start >= width and last_space > start:
-            pieces.append(sql[start : last_space + 1])
-            start = last_space + 1
-    if start < len(sql):
-        pieces.append(sql[start:])
-    return pieces
-
 
 def _cyclic_tables(tables: list[m.Table]) -> set[tuple[str, str]]:
     """Tables on a foreign-key cycle of two or more tables (Kosaraju's strongly connected components)."""
@@ -1458,124 +1116,6 @@ def _is_unique(t: m.Table, columns: list[str]) -> bool:
         and {_unquote(c.expression) for c in ix.columns} == wanted
         for ix in t.indexes
     )
-
-
-def _policy_sql(t: m.Table, pol: m.Policy) -> str:
-    roles = ", ".join("PUBLIC" if r == "public" else quote_ident(r) for r in pol.roles)
-    sql = (
-        f"CREATE POLICY {quote_ident(pol.name)} ON {_qn(t.schema, t.name)} AS "
-        f"{'PERMISSIVE' if pol.permissive else 'RESTRICTIVE'} FOR {pol.command} TO {roles}"
-    )
-    if pol.using is not None:
-        sql += f" USING ({pol.using})"
-    if pol.with_check is not None:
-        sql += f" WITH CHECK ({pol.with_check})"
-    return sql
-
-
-def _view_order(views: list[_Entity]) -> list[_Entity]:
-    """Views after the views they read (a stable topological sort)."""
-    by_key = {e.key: e for e in views}
-    done: set[tuple[str, str]] = set()
-    out: list[_Entity] = []
-
-    def visit(ent: _Entity, stack: set[tuple[str, str]]) -> None:
-        if ent.key in done or ent.key in stack:
-            return
-        stack.add(ent.key)
-        for dep in sorted(ent.table.depends_on):
-            if dep in by_key:
-                visit(by_key[dep], stack)
-        done.add(ent.key)
-        out.append(ent)
-
-    for ent in views:
-        visit(ent, set())
-    return out
-
-
-def _wrap(line: str, width: int = 120) -> str:
-    """Break an over-long line ending in a call at the call's arguments, one a line, as black does."""
-    if len(line) <= width or "\n" in line or '"""' in line:
-        return line
-    body = line.rstrip()
-    comma = ""
-    if body.endswith(","):
-        body, comma = body[:-1], ","
-    opening = _outer_call(body)
-    if opening is None:
-        return line
-    indent = line[: len(line) - len(line.lstrip())]
-    head, inner = body[: opening + 1], body[opening + 1 : -1]
-    parts = _split_args(inner)
-    if not parts:
-        return line
-    inner_indent = indent + "    "
-    lines = [_wrap(f"{inner_indent}{p}," if len(parts) > 1 else f"{inner_indent}{p}", width) for p in parts]
-    return f"{head}\n" + "\n".join(lines) + f"\n{indent}){comma}"
-
-
-def _outer_call(text: str) -> int | None:
-    """Index of the first call's ``(`` whose matching ``)`` ends ``text``."""
-    stack: list[int] = []
-    quote = ""
-    pairs: dict[int, int] = {}
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "([{":
-            stack.append(i)
-        elif ch in ")]}" and stack:
-            pairs[stack.pop()] = i
-        i += 1
-    for start in sorted(pairs):
-        if (
-            pairs[start] == len(text) - 1
-            and text[start] == "("
-            and start > 0
-            and (text[start - 1].isalnum() or text[start - 1] == "_")
-        ):
-            return start
-    return None
-
-
-def _split_args(text: str) -> list[str]:
-    """Split at top-level commas, respecting brackets and string literals."""
-    parts, depth, quote, cur, i = [], 0, "", [], 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            cur.append(ch)
-            if ch == "\\":
-                cur.append(text[i + 1])
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-            cur.append(ch)
-        elif ch in "([{":
-            depth += 1
-            cur.append(ch)
-        elif ch in ")]}":
-            depth -= 1
-            cur.append(ch)
-        elif ch == "," and depth == 0:
-            parts.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    if cur and "".join(cur).strip():
-        parts.append("".join(cur).strip())
-    return parts
 
 
 def check_options(options: Iterable[str]) -> frozenset[str]:

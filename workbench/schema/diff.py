@@ -33,14 +33,40 @@ CATEGORIES = (
     "view",
     "rls",
     "policy",
-    "grant",
+    "grant",  # of tables and functions to anon, authenticated, service_role
     "enum",
     "domain",
     "sequence",
     "schema",
+    "trigger",  # timing, events, function, condition, FOR EACH ROW/STATEMENT, enabled state
+    "replica_identity",
+    "cluster",  # CLUSTER ON
+    "function",  # functions, procedures and aggregates of the schemas: their whole definition and comment
+    "extension",
 )
 DEFAULT_IGNORE = frozenset({"grant"})
 """Grants come from the platform's default privileges, not from models: not compared unless asked."""
+NEVER_COMPARED = (
+    "owners",
+    "publications (Realtime's table list)",
+    "table storage parameters",
+    "statistics targets",
+    "sequence positions",
+    "extension versions",
+    "data",
+)
+"""What no category covers: a diff with 0 differences says nothing about these."""
+
+
+def describe_scope(ignore: Iterable[str] = DEFAULT_IGNORE) -> str:
+    """What a diff with these ignored categories compared, and what it did not: for reports and summaries."""
+    skip = set(ignore)
+    compared = [c.replace("_", " ") for c in CATEGORIES if c not in skip]
+    ignored = [c.replace("_", " ") for c in CATEGORIES if c in skip]
+    text = "compared: " + ", ".join(compared)
+    if ignored:
+        text += "; ignored on request: " + ", ".join(ignored)
+    return text + "; never compared: " + ", ".join(NEVER_COMPARED)
 
 
 @dataclass(frozen=True)
@@ -79,6 +105,15 @@ def diff(
         raise ValueError(f"Unknown categories to ignore: {', '.join(sorted(unknown))}. Known: {', '.join(CATEGORIES)}.")
     names = list(schemas) if schemas is not None else [s.name for s in expected.schemas]
     out = [d for d in _diff(expected, actual, names) if d.category not in skip]
+    if "extension" not in skip:
+        out += _keyed(
+            "extension",
+            "extension",
+            {x.name: x for x in expected.extensions},
+            {x.name: x for x in actual.extensions},
+            lambda path, e, a: _changed(f"{path} schema", "extension", e.schema, a.schema),
+            lambda x: f"extension in schema {x.schema}",
+        )
     return out
 
 
@@ -95,8 +130,25 @@ def _diff(exp_db: m.Database, act_db: m.Database, names: list[str]) -> Iterator[
                     name, "schema", "missing" if act is None else "extra", name if exp else None, name if act else None
                 )
             continue
+        yield from _changed(f"{name} comment", "comment", exp.comment, act.comment)
         yield from _keyed(
             name, "table", {t.name: t for t in exp.tables}, {t.name: t for t in act.tables}, _table, _kind_text
+        )
+        yield from _keyed(
+            name,
+            "function",
+            {f"{f.name}({f.arguments})": f for f in exp.functions},
+            {f"{f.name}({f.arguments})": f for f in act.functions},
+            _function,
+            lambda f: f.kind,
+        )
+        yield from _keyed(
+            name,
+            "trigger",
+            {f"{t.schema}.{t.table} trigger {t.name}": t for t in exp.external_triggers},
+            {f"{t.schema}.{t.table} trigger {t.name}": t for t in act.external_triggers},
+            _trigger_pair,
+            lambda t: t.definition,
         )
         yield from _keyed(
             name, "enum", {e.name: e for e in exp.enums}, {e.name: e for e in act.enums}, _enum, _enum_text
@@ -189,6 +241,29 @@ def _table(path: str, exp: m.Table, act: m.Table) -> Iterator[Difference]:
     yield from _named(
         path, "policy", exp.policies, act.policies, lambda p: (p.command, p.roles, p.permissive, p.using, p.with_check)
     )
+    yield from _changed(f"{path} grants", "grant", exp.grants, act.grants)
+    yield from _named(path, "trigger", exp.triggers, act.triggers, _trigger_facts)
+    yield from _changed(
+        f"{path} replica identity",
+        "replica_identity",
+        (exp.replica_identity, exp.replica_index),
+        (act.replica_identity, act.replica_index),
+    )
+    yield from _changed(f"{path} cluster on", "cluster", exp.clustered_index, act.clustered_index)
+
+
+def _trigger_facts(t: m.Trigger) -> tuple[object, ...]:
+    """Definition first (shown when missing), then what it says, so a change names the part that changed."""
+    return (t.definition, t.timing, t.events, t.function, t.condition, t.for_each_row, t.enabled)
+
+
+def _trigger_pair(path: str, exp: m.Trigger, act: m.Trigger) -> Iterator[Difference]:
+    yield from _changed(path, "trigger", _trigger_facts(exp), _trigger_facts(act))
+
+
+def _function(path: str, exp: m.Function, act: m.Function) -> Iterator[Difference]:
+    yield from _changed(path, "function", exp.definition, act.definition)
+    yield from _changed(f"{path} comment", "comment", exp.comment, act.comment)
     yield from _changed(f"{path} grants", "grant", exp.grants, act.grants)
 
 

@@ -198,6 +198,49 @@ class Policy:
 
 
 @dataclass
+class Trigger:
+    """A user trigger (``CREATE TRIGGER``), on a table of the selection or on one outside it (``auth.users``)."""
+
+    name: str
+    schema: str  # of the table it is on
+    table: str
+    definition: str  # pg_get_triggerdef: timing, events, function, condition all in one
+    timing: str = "AFTER"  # BEFORE, AFTER, INSTEAD OF
+    events: list[str] = field(default_factory=list)  # INSERT, UPDATE, DELETE, TRUNCATE
+    function: str = ""  # schema.name of the trigger function
+    condition: str | None = None  # the WHEN condition
+    for_each_row: bool = True
+    enabled: str = "O"  # pg_trigger.tgenabled: O origin, D disabled, R replica, A always
+
+
+@dataclass
+class Function:
+    """A function, procedure or aggregate of a generated schema, kept as the DDL that recreates it."""
+
+    schema: str
+    name: str
+    arguments: str  # pg_get_function_identity_arguments, e.g. "org bigint"
+    kind: str = "function"  # function, procedure, aggregate, window
+    definition: str = ""  # CREATE OR REPLACE FUNCTION ... (pg_get_functiondef), or CREATE AGGREGATE ...
+    needs_tables: bool = False  # its signature names a table's row type: created after the tables
+    comment: str | None = None
+    grants: dict[str, list[str]] = field(default_factory=dict)  # API role -> privileges (EXECUTE)
+
+    @property
+    def signature(self) -> str:
+        return f"{self.schema}.{self.name}({self.arguments})"
+
+
+@dataclass
+class Extension:
+    """An installed extension (``plpgsql`` is left out: every database has it)."""
+
+    name: str
+    schema: str
+    version: str = ""
+
+
+@dataclass
 class Table:
     """A table, partitioned table, partition, view or materialized view."""
 
@@ -224,6 +267,10 @@ class Table:
     populated: bool = True  # materialized views: WITH DATA
     depends_on: list[tuple[str, str]] = field(default_factory=list)  # relations a view reads
     unlogged: bool = False
+    triggers: list[Trigger] = field(default_factory=list)  # user triggers (not those of constraints)
+    replica_identity: str = "default"  # "default", "full", "nothing" or "index" (see replica_index)
+    replica_index: str | None = None  # the index of REPLICA IDENTITY USING INDEX
+    clustered_index: str | None = None  # ALTER TABLE ... CLUSTER ON this index
 
     @property
     def key(self) -> tuple[str, str]:
@@ -340,6 +387,8 @@ class Schema:
     enums: list[Enum] = field(default_factory=list)
     domains: list[Domain] = field(default_factory=list)
     sequences: list[Sequence] = field(default_factory=list)
+    functions: list[Function] = field(default_factory=list)  # extensions' own functions left out
+    external_triggers: list[Trigger] = field(default_factory=list)  # on tables elsewhere, calling this schema
 
     def __repr__(self) -> str:  # short: a large schema's full repr takes long to build and to read
         return (
@@ -363,6 +412,7 @@ class Database:
     external_enums: list[Enum] = field(default_factory=list)  # types used but defined elsewhere
     external_domains: list[Domain] = field(default_factory=list)
     server_version: str = ""
+    extensions: list[Extension] = field(default_factory=list)
 
     def __repr__(self) -> str:
         tables = sum(len(s.tables) for s in self.schemas)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.exceptions import WorkbenchUserError
 from workbench.schema import model as m
+from workbench.schema.naming import quote_ident as _quote
 
 if TYPE_CHECKING:
     import asyncpg
@@ -23,7 +24,7 @@ Progress = Callable[[str, int, int], None]
 """``progress(step, done, total)``: called after each catalog query."""
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
-_STEPS = 8
+_STEPS = 11
 
 _SESSION = """select set_config('search_path', 'pg_catalog', true), set_config('timezone', 'UTC', true),
        set_config('datestyle', 'ISO, YMD', true), set_config('intervalstyle', 'postgres', true)"""
@@ -40,7 +41,11 @@ select c.oid, n.nspname as schema, c.relname as name, c.relkind::text as relkind
           join pg_class pc on pc.oid = h.inhparent join pg_namespace pn on pn.oid = pc.relnamespace
          where h.inhrelid = c.oid and c.relispartition) as parent,
        case when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid, true) end as view_definition,
-       c.reloptions::text[] as reloptions,
+       c.reloptions::text[] as reloptions, c.relreplident::text as replident,
+       (select ic.relname from pg_index i join pg_class ic on ic.oid = i.indexrelid
+         where i.indrelid = c.oid and i.indisreplident limit 1) as replica_index,
+       (select ic.relname from pg_index i join pg_class ic on ic.oid = i.indexrelid
+         where i.indrelid = c.oid and i.indisclustered limit 1) as clustered_index,
        (select json_object_agg(r.rolname, g.privs)::text
           from (select a.grantee, array_agg(a.privilege_type::text order by a.privilege_type) as privs
                   from aclexplode(c.relacl) a group by a.grantee) g
@@ -176,6 +181,79 @@ select distinct r.ev_class as view_oid, dn.nspname as schema, dc.relname as name
  where r.ev_class = any($1::oid[]) and d.refobjid <> r.ev_class
  order by 1, 2, 3
 """
+
+_FUNCTIONS = """
+select p.oid, n.nspname as schema, p.proname as name, p.prokind::text as kind,
+       case when p.prokind in ('f', 'p', 'w') then pg_get_functiondef(p.oid) end as definition,
+       pg_get_function_identity_arguments(p.oid) as args, d.description as comment,
+       (select json_object_agg(r.rolname, g.privs)::text
+          from (select a.grantee, array_agg(a.privilege_type::text order by a.privilege_type) as privs
+                  from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a group by a.grantee) g
+          join pg_roles r on r.oid = g.grantee
+         where r.rolname in ('anon', 'authenticated', 'service_role')) as grants,
+       a.aggkind::text as aggkind, a.aggtransfn::regproc::text as sfunc, format_type(a.aggtranstype, null) as stype,
+       nullif(a.aggfinalfn::oid, 0)::regproc::text as finalfunc, a.agginitval as initcond,
+       nullif(a.aggcombinefn::oid, 0)::regproc::text as combinefunc,
+       exists (select 1 from unnest(array_append(coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype)) u(t)
+                 join pg_type ty on ty.oid = u.t
+                 join pg_type el
+                   on el.oid = case when ty.typelem <> 0 and ty.typlen = -1 then ty.typelem else ty.oid end
+                where el.typrelid <> 0) as needs_tables
+  from pg_proc p
+  join pg_namespace n on n.oid = p.pronamespace
+  left join pg_aggregate a on a.aggfnoid = p.oid
+  left join pg_description d on d.objoid = p.oid and d.classoid = 'pg_proc'::regclass and d.objsubid = 0
+ where n.nspname = any($1::text[]) and n.nspname not in ('auth', 'storage')
+   and not exists (select 1 from pg_depend e where e.classid = 'pg_proc'::regclass and e.objid = p.oid
+                     and e.deptype = 'e')
+ order by p.oid
+"""
+
+_TRIGGERS = """
+select t.tgrelid, t.tgname as name, n.nspname as schema, c.relname as table, pg_get_triggerdef(t.oid) as definition,
+       t.tgtype, t.tgenabled::text as enabled, fn.nspname || '.' || f.proname as function
+  from pg_trigger t
+  join pg_class c on c.oid = t.tgrelid
+  join pg_namespace n on n.oid = c.relnamespace
+  join pg_proc f on f.oid = t.tgfoid
+  join pg_namespace fn on fn.oid = f.pronamespace
+ where not t.tgisinternal and {not_cloned}
+   and (t.tgrelid = any($1::oid[]) or (fn.nspname = any($2::text[]) and n.nspname <> all($2::text[])))
+   and not exists (select 1 from pg_depend e where e.classid = 'pg_trigger'::regclass and e.objid = t.oid
+                     and e.deptype = 'e')
+ order by n.nspname, c.relname, t.tgname
+"""
+
+_EXTENSIONS = """
+select e.extname as name, en.nspname as schema, e.extversion as version
+  from pg_extension e
+  join pg_namespace en on en.oid = e.extnamespace
+ where e.extname <> 'plpgsql'
+   and (en.nspname = any($2::text[])
+        or exists (  -- from the extension's few members, through pg_depend's reference index, to our objects
+          select 1
+            from pg_depend x
+            join pg_depend d on d.refclassid = x.classid and d.refobjid = x.objid and d.deptype in ('n', 'a')
+           where x.refclassid = 'pg_extension'::regclass and x.refobjid = e.oid and x.deptype = 'e'
+             and ((d.classid = 'pg_class'::regclass
+                   and (d.objid = any($1::oid[])
+                        or d.objid in (select indexrelid from pg_index where indrelid = any($1::oid[]))))
+               or (d.classid = 'pg_attrdef'::regclass
+                   and d.objid in (select oid from pg_attrdef where adrelid = any($1::oid[])))
+               or (d.classid = 'pg_rewrite'::regclass
+                   and d.objid in (select oid from pg_rewrite where ev_class = any($1::oid[])))
+               or (d.classid = 'pg_constraint'::regclass
+                   and d.objid in (select oid from pg_constraint where conrelid = any($1::oid[])))
+               or (d.classid = 'pg_policy'::regclass
+                   and d.objid in (select oid from pg_policy where polrelid = any($1::oid[])))
+               or (d.classid = 'pg_proc'::regclass and d.objid in (select p.oid from pg_proc p
+                     join pg_namespace pn on pn.oid = p.pronamespace where pn.nspname = any($2::text[])))
+               or (d.classid = 'pg_type'::regclass and d.objid in (select t.oid from pg_type t
+                     join pg_namespace tn on tn.oid = t.typnamespace where tn.nspname = any($2::text[]))))))
+ order by e.extname
+"""
+
+_REPLICA_IDENTITY = {"d": "default", "f": "full", "n": "nothing", "i": "index"}
 
 _RELKINDS: dict[str, m.TableKind] = {
     "r": "table",
@@ -336,8 +414,15 @@ async def reflect(
         view_oids = [r["oid"] for r in rel_rows if r["relkind"] in ("v", "m")]
         dep_rows = await conn.fetch(_VIEW_DEPENDENCIES, view_oids) if view_oids else []
         done("view dependencies")
+        fn_rows = await conn.fetch(_FUNCTIONS, schemas)
+        done("functions")
+        not_cloned = "t.tgparentid = 0" if version.major >= 13 else "true"  # partitions' clones come back by attaching
+        trg_rows = await conn.fetch(_TRIGGERS.format(not_cloned=not_cloned), all_oids, schemas)
+        done("triggers")
+        ext_rows = await conn.fetch(_EXTENSIONS, selected, schemas)
+        done("extensions")
 
-    return _assemble(
+    db = _assemble(
         schemas,
         comments,
         rel_rows,
@@ -351,6 +436,79 @@ async def reflect(
         dep_rows,
         wanted is not None,
         f"{version.major}.{version.minor}",
+    )
+    _add_routines(db, fn_rows, trg_rows, ext_rows)
+    return db
+
+
+def _add_routines(db: m.Database, fn_rows: Sequence[Any], trg_rows: Sequence[Any], ext_rows: Sequence[Any]) -> None:
+    """Functions, triggers and extensions: what the generated module creates besides tables."""
+    by_schema = {s.name: s for s in db.schemas}
+    for row in fn_rows:  # also with a table filter: the chosen tables' policies and triggers call them
+        by_schema[row["schema"]].functions.append(_function(row))
+    tables = {t.key: t for t in db.all_tables()}
+    selected = {t.key for t in db.tables()}
+    for row in trg_rows:
+        trigger = _trigger(row)
+        table = tables.get((row["schema"], row["table"]))
+        if row["schema"] in by_schema and table is not None:
+            table.triggers.append(trigger)
+        elif row["schema"] not in by_schema:
+            home = by_schema.get(trigger.function.split(".", 1)[0])
+            if home is not None and (table is None or table.key not in selected):
+                home.external_triggers.append(trigger)
+    db.extensions = [m.Extension(name=r["name"], schema=r["schema"], version=r["version"]) for r in ext_rows]
+
+
+def _function(row: Any) -> m.Function:
+    kinds = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window"}
+    definition = row["definition"] or ""
+    if row["kind"] == "a":
+        parts = [f"SFUNC = {row['sfunc']}", f"STYPE = {row['stype']}"]
+        if row["finalfunc"]:
+            parts.append(f"FINALFUNC = {row['finalfunc']}")
+        if row["combinefunc"]:
+            parts.append(f"COMBINEFUNC = {row['combinefunc']}")
+        if row["initcond"] is not None:
+            parts.append("INITCOND = '" + row["initcond"].replace("'", "''") + "'")
+        definition = (
+            f"CREATE OR REPLACE AGGREGATE {_quote(row['schema'])}.{_quote(row['name'])}({row['args']}) "
+            f"({', '.join(parts)})"
+        )
+    return m.Function(
+        schema=row["schema"],
+        name=row["name"],
+        arguments=row["args"],
+        kind=kinds.get(row["kind"], "function"),
+        definition=definition.strip(),
+        needs_tables=row["needs_tables"],
+        comment=row["comment"],
+        grants=dict(sorted(json.loads(row["grants"]).items())) if row["grants"] else {},
+    )
+
+
+_TRIGGER_EVENTS = ((4, "INSERT"), (8, "DELETE"), (16, "UPDATE"), (32, "TRUNCATE"))
+
+
+def _trigger(row: Any) -> m.Trigger:
+    tgtype, definition = row["tgtype"], row["definition"]
+    timing = "INSTEAD OF" if tgtype & 64 else "BEFORE" if tgtype & 2 else "AFTER"
+    condition = None
+    start = definition.find(" WHEN (")
+    end = definition.rfind(") EXECUTE ")
+    if start >= 0 and end > start:
+        condition = definition[start + len(" WHEN (") : end]
+    return m.Trigger(
+        name=row["name"],
+        schema=row["schema"],
+        table=row["table"],
+        definition=definition,
+        timing=timing,
+        events=[name for bit, name in _TRIGGER_EVENTS if tgtype & bit],
+        function=row["function"],
+        condition=condition,
+        for_each_row=bool(tgtype & 1),
+        enabled=row["enabled"],
     )
 
 
@@ -451,6 +609,9 @@ def _table(row: Any) -> m.Table:
         view_options=list(row["reloptions"] or []) if kind in ("view", "materialized_view") else [],
         populated=row["relispopulated"] if kind == "materialized_view" else True,
         unlogged=row["persistence"] == "u",
+        replica_identity=_REPLICA_IDENTITY.get(row["replident"], "default"),
+        replica_index=row["replica_index"] if row["replident"] == "i" else None,
+        clustered_index=row["clustered_index"],
     )
 
 

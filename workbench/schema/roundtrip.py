@@ -1,10 +1,11 @@
 """The measure of the generator's correctness: generate, import, ``create_all`` into an empty database,
 reflect again, diff against the source.
 
-Functions are not part of SQLAlchemy models, yet defaults, views and policies call them (``auth.uid()``,
-Pagila's ``group_concat``): :func:`copy_functions` copies the source's functions and simple aggregates into
-the target first (with body checks off; the few whose signature names a table are retried after
-``create_all``). The same path runs any generator's code, so sqlacodegen's output can be measured beside ours.
+The target is an empty database with nothing copied from the source: the generated module creates its
+extensions, types, functions, triggers, tables, views and policies itself. On Supabase (and in the
+throwaway databases of :func:`check`) the target has the platform's roles and ``auth``/``storage`` schemas,
+as every project does. The same path runs any generator's code, so sqlacodegen's output can be measured
+beside ours.
 """
 
 from __future__ import annotations
@@ -23,29 +24,12 @@ from typing import TYPE_CHECKING
 
 from workbench.schema import model as m
 from workbench.schema.codegen import External, GeneratedCode, Layout, generate
-from workbench.schema.diff import DEFAULT_IGNORE, Difference, diff, format_diff
+from workbench.schema.diff import DEFAULT_IGNORE, Difference, describe_scope, diff, format_diff
 from workbench.schema.reflect import plain_dsn, reflect
-from workbench.sqlnames import qualified_name, quote_ident
 
 if TYPE_CHECKING:
     import asyncpg
     from sqlalchemy import MetaData
-
-_FUNCTIONS = """
-select n.nspname as schema, p.proname as name, p.prokind::text as kind,
-       case when p.prokind in ('f', 'p', 'w') then pg_get_functiondef(p.oid) end as definition,
-       pg_get_function_identity_arguments(p.oid) as args,
-       a.aggkind::text as aggkind, a.aggtransfn::regproc::text as sfunc, format_type(a.aggtranstype, null) as stype,
-       nullif(a.aggfinalfn::oid, 0)::regproc::text as finalfunc, a.agginitval as initcond,
-       nullif(a.aggcombinefn::oid, 0)::regproc::text as combinefunc
-  from pg_proc p
-  join pg_namespace n on n.oid = p.pronamespace
-  left join pg_aggregate a on a.aggfnoid = p.oid
- where n.nspname !~ '^pg_' and n.nspname <> 'information_schema'
-   and not exists (select 1 from pg_depend e where e.classid = 'pg_proc'::regclass and e.objid = p.oid
-                     and e.deptype = 'e')
- order by p.oid
-"""
 
 
 class RoundTripError(RuntimeError):
@@ -63,7 +47,7 @@ class RoundTrip:
     stage: str = "done"  # the stage that failed: "import", "create_all", "reflect"; "done" when all ran
     error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-    functions_copied: int = 0
+    ignored: frozenset[str] = DEFAULT_IGNORE
 
     @property
     def ok(self) -> bool:
@@ -75,8 +59,18 @@ class RoundTrip:
             return f"{self.generator}: failed at {self.stage}: {self.error}"
         return f"{self.generator}: {len(self.differences)} difference{'s' * (len(self.differences) != 1)}"
 
+    def scope(self) -> str:
+        """What the diff compared and what it did not."""
+        return describe_scope(self.ignored)
+
     def report(self) -> str:
-        return self.summary() + ("\n" + format_diff(self.differences) if self.differences else "")
+        """The summary, each difference, then what was compared (a 0 says nothing about the rest)."""
+        lines = [self.summary()]
+        if self.differences:
+            lines.append(format_diff(self.differences))
+        if self.error is None:
+            lines.append(self.scope())
+        return "\n".join(lines)
 
     def counts(self) -> dict[str, int]:
         """Differences per category."""
@@ -84,55 +78,6 @@ class RoundTrip:
         for d in self.differences:
             out[d.category] = out.get(d.category, 0) + 1
         return out
-
-
-async def copy_functions(source: asyncpg.Connection, target: asyncpg.Connection) -> tuple[int, list[str]]:
-    """Create the source's functions and simple aggregates in the target (schemas too).
-
-    Returns (created, deferred statements). Deferred ones failed now (their signature names a table
-    not created yet): pass them to :func:`retry_statements` after ``create_all``.
-    """
-    async with source.transaction(readonly=True):
-        await source.execute("select set_config('search_path', 'pg_catalog', true)")
-        rows = await source.fetch(_FUNCTIONS)
-    schemas = sorted({r["schema"] for r in rows})
-    statements: list[str] = [f"create schema if not exists {quote_ident(s)}" for s in schemas]
-    for row in rows:
-        if row["definition"]:
-            statements.append(row["definition"])
-        elif row["kind"] == "a" and row["aggkind"] == "n":
-            parts = [f"SFUNC = {row['sfunc']}", f"STYPE = {row['stype']}"]
-            if row["finalfunc"]:
-                parts.append(f"FINALFUNC = {row['finalfunc']}")
-            if row["combinefunc"]:
-                parts.append(f"COMBINEFUNC = {row['combinefunc']}")
-            if row["initcond"] is not None:
-                parts.append("INITCOND = '" + row["initcond"].replace("'", "''") + "'")
-            statements.append(
-                f"CREATE AGGREGATE {qualified_name(row['schema'], row['name'])}({row['args']}) ({', '.join(parts)})"
-            )
-    created, deferred = await _run_each(target, statements)
-    return created, deferred
-
-
-async def retry_statements(target: asyncpg.Connection, statements: Sequence[str]) -> list[str]:
-    """Run the deferred statements again; returns those that still fail."""
-    _, still = await _run_each(target, statements)
-    return still
-
-
-async def _run_each(conn: asyncpg.Connection, statements: Sequence[str]) -> tuple[int, list[str]]:
-    created, failed = 0, []
-    async with conn.transaction():
-        await conn.execute("set local check_function_bodies = off")
-        for sql in statements:
-            try:
-                async with conn.transaction():
-                    await conn.execute(sql)
-                created += 1
-            except Exception:  # noqa: BLE001 - retried after create_all; reported if it still fails
-                failed.append(sql)
-    return created, failed
 
 
 def import_code(code: str | GeneratedCode, workdir: Path) -> ModuleType:
@@ -212,7 +157,6 @@ async def roundtrip(
     code: str | GeneratedCode | None = None,
     generator: str = "workbench",
     ignore: Iterable[str] = DEFAULT_IGNORE,
-    functions: bool = True,
 ) -> RoundTrip:
     """Generate models of ``schemas`` in ``source_dsn`` (or take ``code``), build them into the empty
     ``target_dsn`` with ``create_all``, reflect the target and diff it against the source."""
@@ -233,7 +177,9 @@ async def roundtrip(
             code = generate(expected, options, external=external, layout=layout)
             times["generate"] = clock() - t0
         text = code.text if isinstance(code, GeneratedCode) else code
-        result = RoundTrip(generator=generator, schemas=list(schemas), code=text, seconds=times)
+        result = RoundTrip(
+            generator=generator, schemas=list(schemas), code=text, seconds=times, ignored=frozenset(ignore)
+        )
         t0 = clock()
         try:
             module = import_code(code, workdir)
@@ -241,17 +187,12 @@ async def roundtrip(
         except Exception as exc:  # noqa: BLE001 - the report says what failed
             return _failed(result, "import", exc)
         times["import"] = clock() - t0
-        deferred: list[str] = []
-        if functions:
-            result.functions_copied, deferred = await copy_functions(source, target)
         t0 = clock()
         try:
             await create_all(metadata, target_dsn)
         except Exception as exc:  # noqa: BLE001
             return _failed(result, "create_all", exc)
         times["create_all"] = clock() - t0
-        if deferred:
-            await retry_statements(target, deferred)
         t0 = clock()
         actual = await reflect(target, schemas, tables) if await _has_schemas(target, schemas) else m.Database()
         times["reflect_target"] = clock() - t0
@@ -311,3 +252,83 @@ def side_by_side(*results: RoundTrip) -> str:
         if r.error:
             lines.append(f"{'':<28} {r.error}")
     return "\n".join(lines)
+
+
+async def create_scratch_database(server_dsn: str, *, supabase: bool = True) -> str:
+    """A new empty database on ``server_dsn``'s server (uniquely named); returns its DSN.
+
+    With ``supabase`` it gets what every Supabase project has before its own migrations: the roles, the
+    ``auth``/``storage``/``extensions`` schemas and ``auth.uid()`` and friends (the stand-in's bootstrap).
+    """
+    import asyncpg
+
+    from workbench.local.standin import BOOTSTRAP_SQL
+
+    name = f"wb_check_{uuid.uuid4().hex[:12]}"
+    plain = plain_dsn(server_dsn)
+    conn = await asyncpg.connect(plain)
+    try:
+        await conn.execute(f'create database "{name}"')
+    finally:
+        await conn.close()
+    dsn = _with_database(plain, name)
+    if supabase:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(BOOTSTRAP_SQL.read_text())
+        finally:
+            await conn.close()
+    return dsn
+
+
+async def drop_scratch_database(server_dsn: str, dsn: str) -> None:
+    """Drop a database made by :func:`create_scratch_database` (refuses any other name)."""
+    import asyncpg
+
+    name = _database_of(dsn)
+    if not name.startswith("wb_check_"):
+        raise RoundTripError(f"{name!r} was not made by create_scratch_database; not dropping it.")
+    conn = await asyncpg.connect(plain_dsn(server_dsn))
+    try:
+        await conn.execute(f'drop database if exists "{name}" with (force)')
+    finally:
+        await conn.close()
+
+
+def _database_of(dsn: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(dsn).path.lstrip("/")
+
+
+def _with_database(dsn: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+async def check(
+    source_dsn: str,
+    schemas: Sequence[str] = (m.DEFAULT_SCHEMA,),
+    *,
+    server_dsn: str | None = None,
+    tables: Sequence[str] | None = None,
+    options: Iterable[str] = (),
+    external: External = "standin",
+    layout: Layout = "file",
+    ignore: Iterable[str] = DEFAULT_IGNORE,
+) -> RoundTrip:
+    """The "check" action: export, build into a throwaway Supabase-like database, diff against the source.
+
+    The throwaway database lives on ``server_dsn``'s server (default: the source's server, right for the
+    local stand-in; pass the stand-in's DSN to check a remote project) and is dropped afterwards.
+    """
+    server = server_dsn or source_dsn
+    target = await create_scratch_database(server)
+    try:
+        return await roundtrip(
+            source_dsn, target, schemas, tables=tables, options=options, external=external, layout=layout, ignore=ignore
+        )
+    finally:
+        await drop_scratch_database(server, target)

@@ -1,9 +1,11 @@
 """The model preview: generator options, the code as it would be written (highlighted), a diff against an
-existing file, and an export button that writes the file and says where.
+existing file, an export button that writes the file and says where, and a check button that builds the
+code into a throwaway database and diffs it against the source.
 
 Reflection happens once; toggling an option regenerates from the cached model in milliseconds. Every
 action is a method (:meth:`ModelPreview.set_option`, :meth:`~ModelPreview.diff_against`,
-:meth:`~ModelPreview.export`) that tests drive without a browser. Key elements carry ``wb-models-*`` classes.
+:meth:`~ModelPreview.export`, :meth:`~ModelPreview.check`) that tests drive without a browser. Key elements
+carry ``wb-models-*`` classes.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import html
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from workbench.schema import model as m
 from workbench.schema.codegen import EXTERNAL_MODES, LAYOUTS, VALID_OPTIONS, GeneratedCode, check_options, generate
+
+if TYPE_CHECKING:
+    from workbench.schema.roundtrip import RoundTrip
 
 MAX_HIGHLIGHT = 400_000  # characters; beyond this the code is shown plain (highlighting would stall the page)
 
@@ -55,6 +60,19 @@ def diff_html(old: str, new: str, old_name: str, new_name: str = "generated") ->
     return "<pre class='wb-models-diff-text' style='max-height:420px;overflow:auto'>" + "\n".join(out) + "</pre>"
 
 
+def check_html(report: RoundTrip) -> str:
+    """The check's outcome: the count (or the stage that failed), each difference, what was compared."""
+    css = "wb-models-check-ok" if report.ok else "wb-models-check-failed"
+    color = "#1b5e20" if report.ok else "#b71c1c"
+    lines = [f"<div class='{css}' style='color:{color};font-weight:bold'>{html.escape(report.summary())}</div>"]
+    if report.differences:
+        body = "\n".join(html.escape(str(d)) for d in report.differences)
+        lines.append(f"<pre class='wb-models-check-diff' style='max-height:300px;overflow:auto'>{body}</pre>")
+    if report.error is None:
+        lines.append(f"<div class='wb-models-check-scope' style='color:#555'>{html.escape(report.scope())}</div>")
+    return "".join(lines)
+
+
 class ModelPreview:
     """Preview and export SQLAlchemy models. ``widget`` is what the notebook displays."""
 
@@ -71,6 +89,7 @@ class ModelPreview:
         db: m.Database | None = None,
     ) -> None:
         self.schemas = [schema] if isinstance(schema, str) else list(schema)
+        self.settings, self.tables = settings, list(tables) if tables else None
         self.options = set(check_options(options))
         if db is None:
             if settings is None:
@@ -107,6 +126,16 @@ class ModelPreview:
             w.Button(description="Export", button_style="primary", icon="save"), "wb-models-export"
         )
         self.status = _cls(w.HTML(), "wb-models-status")
+        self.check_button = _cls(
+            w.Button(
+                description="Check",
+                icon="check",
+                tooltip="build the code into a throwaway database and diff it against the source",
+            ),
+            "wb-models-check",
+        )
+        self.check_view = _cls(w.HTML(), "wb-models-check-result")
+        self.check_button.on_click(lambda _b: self.check())
         self.external.observe(lambda _ch: self.regenerate(), names="value")
         self.layout.observe(lambda _ch: self.regenerate(), names="value")
         self.compare_button.on_click(lambda _b: self.diff_against(self.compare_path.value))
@@ -124,8 +153,9 @@ class ModelPreview:
                     self.code_view,
                     w.HBox([self.compare_path, self.compare_button]),
                     self.diff_view,
-                    w.HBox([self.export_path, self.export_button]),
+                    w.HBox([self.export_path, self.export_button, self.check_button]),
                     self.status,
+                    self.check_view,
                 ]
             ),
             "wb-models-preview",
@@ -236,6 +266,39 @@ class ModelPreview:
             + "</span>"
         )
         return written
+
+    def check(self, *, server_dsn: str | None = None) -> RoundTrip:
+        """Export to a throwaway Supabase-like database, build it with ``create_all``, diff against the source,
+        and show the result. The throwaway database lives on ``server_dsn``'s server (default: the source's,
+        right for the local stand-in; pass the stand-in's DSN to check a remote project)."""
+        from workbench._sync import run_sync
+        from workbench.schema.reflect import dsn_from_settings
+        from workbench.schema.roundtrip import check
+
+        if self.settings is None:
+            raise ValueError("check needs the settings of the source database: ModelPreview(settings, ...).")
+        dsn, _pooled = dsn_from_settings(self.settings)
+        self.check_view.value = "<span class='wb-models-checking'>Checking: building into a throwaway database…</span>"
+        try:
+            report = run_sync(
+                check(
+                    dsn,
+                    self.schemas,
+                    server_dsn=server_dsn,
+                    tables=self.tables,
+                    options=sorted(self.options),
+                    external=self.external.value,
+                    layout=self.layout.value,
+                )
+            )
+        except Exception as exc:
+            self.check_view.value = (
+                f"<span class='wb-models-error'>Check failed: {html.escape(type(exc).__name__)}: "
+                f"{html.escape(str(exc).splitlines()[0] if str(exc) else '')}</span>"
+            )
+            raise
+        self.check_view.value = check_html(report)
+        return report
 
     def _command(self) -> str:
         parts = ["workbench models export"] + [f"--schema {s}" for s in self.schemas]

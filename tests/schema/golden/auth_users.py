@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import DDL, BigInteger, ForeignKey, Identity, MetaData, Text, Uuid, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.schema import DropTable
 
 
 class Base(DeclarativeBase):
@@ -53,6 +54,11 @@ class AuthUser(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
 
+
+# drop_all leaves the stand-ins alone: those tables belong to the platform (auth.users).
+for _name in ("auth.users",):
+    _table = Base.metadata.tables[_name]
+    _table._dropper_ddl = DropTable(_table).execute_if(callable_=lambda *args, **kw: False)
 
 # What SQLAlchemy has no construct for, run by Base.metadata.create_all after the tables:
 # (table key, statement); a statement with a key runs only when that table was created just now.

@@ -111,4 +111,4 @@ def _after_create(target: MetaData, connection: Connection, **kw: Any) -> None:
 @event.listens_for(Base.metadata, "before_drop")
 def _before_drop(target: MetaData, connection: Connection, **kw: Any) -> None:
     for statement in _BEFORE_DROP:
-        connection.execute(DDL(statement))
+        connection.execute(DDL(statement.replace("%", "%%")))

@@ -4,6 +4,12 @@ The fast path talks to the raw asyncpg connection under SQLAlchemy's pool: ``BEG
 go in one simple-protocol message (one round trip), each statement is bound with ``$n`` parameters,
 rows come back as asyncpg records (jsonb decoded by orjson) and become a DataFrame in one step.
 Read-only queries run in a ``READ ONLY`` transaction that is always rolled back.
+
+Trust boundary (issue 12): every statement of the cell reaches the server alone, through the extended
+protocol, so PostgreSQL refuses a second command hidden from the splitter; the server's transaction status
+is checked after each statement, so a statement that ended the transaction stops the cell with an error
+saying what the server did; and the transaction ends in the same message as a session reset, so the
+connection goes back to the pool as clean as a fresh one, or is closed.
 """
 
 from __future__ import annotations

@@ -111,7 +111,8 @@ async def test_the_log_counts_the_round_trips_on_the_wire(standin, alice: Identi
         proxy.reset()
         with log_statements(eng) as log:
             await load()
-        assert log.round_trips == proxy.round_trips == 8, (log.show(), proxy.messages)
+        # the wire has one more: the pool's check-in session reset (issue 12, item 3), which the log does not see
+        assert log.round_trips == 8 and proxy.round_trips == 9, (log.show(), proxy.messages)
         assert log.pings == 1, "the pool's pre-ping: BEGIN, ';' and ROLLBACK on the wire"
     finally:
         await eng.dispose()

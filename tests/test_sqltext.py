@@ -174,6 +174,14 @@ def test_unterminated_constructs_raise_with_position(sql: str, at: str, what: st
     assert err.line == sql.count("\n", 0, err.position) + 1
 
 
+@pytest.mark.parametrize("end", ["\n", "\r", "\r\n"])
+def test_a_line_comment_ends_where_postgresql_ends_it(end: str) -> None:
+    """PostgreSQL ends a ``--`` comment at a carriage return too: text after it is code, and a splitter that
+    read it as comment would hide a ``commit`` from the friendly early checks."""
+    assert split_statements(f"select 1 -- c{end}; commit") == ["select 1 -- c", "commit"]
+    assert first_keyword(f"-- c{end}commit") == "COMMIT"
+
+
 def test_unterminated_line_comment_is_fine() -> None:
     assert split_statements("select 1 -- no newline") == ["select 1 -- no newline"]
 
@@ -226,7 +234,9 @@ CLASSIFY_CASES: list[tuple[str, str]] = [
     ("commit", "transaction_control"),
     ("end", "transaction_control"),
     ("rollback", "transaction_control"),
-    ("rollback to savepoint s", "transaction_control"),
+    ("rollback to savepoint s", "command"),  # stays inside the cell's transaction
+    ("rollback work to s", "command"),
+    ("rollback and chain", "transaction_control"),
     ("abort", "transaction_control"),
     ("prepare transaction 'x'", "transaction_control"),
     ("commit prepared 'x'", "transaction_control"),

@@ -113,6 +113,8 @@ def create_engine(
         _optimistic_liveness(engine)
     _roll_back_raw_transactions(engine)
     _start_transactions(engine, opts.statement_timeout_ms if mode is ConnectionMode.TRANSACTION else None)
+    if mode is ConnectionMode.TRANSACTION:
+        _reset_at_transaction_end(engine)
     return engine
 
 
@@ -224,19 +226,65 @@ def engine_mode(engine: AsyncEngine) -> ConnectionMode:
 
 
 def _roll_back_raw_transactions(engine: AsyncEngine) -> None:
-    """Safety net for code that drives the raw asyncpg connection (the query fast path): a connection
-    returned to the pool inside a transaction SQLAlchemy does not know of is rolled back first."""
+    """A connection goes back to the pool as clean as a fresh one, or not at all: at check-in, roll back a
+    transaction SQLAlchemy does not know of (raw use, the query fast path) and reset the session (role,
+    session authorization, settings, temporary tables, cursors, LISTEN, advisory locks, sequences) in one
+    message; a connection whose reset fails, or that holds what cannot be reset, is invalidated (closed).
+    The query fast path resets in its own last message, so its connections cost no extra round trip here."""
     from sqlalchemy.util import await_only
+
+    from workbench.impersonation import SESSION_RESET, SESSION_RESET_POOLED
+    from workbench.query import clean_on_return
+
+    reset = SESSION_RESET_POOLED if engine_mode(engine) is ConnectionMode.TRANSACTION else SESSION_RESET
 
     @event.listens_for(engine.sync_engine, "checkin")
     def _checkin(dbapi_connection: Any, record: Any) -> None:
         driver = getattr(dbapi_connection, "driver_connection", None)
-        if driver is None or driver.is_closed() or not driver.is_in_transaction():
+        if driver is None or driver.is_closed() or clean_on_return(driver):
             return
+        ending = "rollback; " if driver.is_in_transaction() else ""
         try:
-            await_only(driver.execute("rollback"))
+            await_only(driver.execute(ending + reset))
         except Exception:
             record.invalidate()
+
+
+def _reset_at_transaction_end(engine: AsyncEngine) -> None:
+    """Behind a transaction pooler the server connection goes to another client as soon as a transaction
+    ends, before a check-in reset could reach it. So the session is reset where the transaction ends: inside
+    it just before COMMIT (session-level changes it made never outlive it), and in the same message as the
+    ROLLBACK (what a rollback does not undo: advisory locks, ``currval``, SQL prepared statements). SQLAlchemy's
+    own ROLLBACK that follows finds no transaction and changes nothing. The check-in reset is then skipped."""
+    from sqlalchemy.util import await_only
+
+    from workbench.impersonation import SESSION_RESET_POOLED
+    from workbench.query import mark_clean, mark_used
+
+    def driver_of(conn: Any) -> Any:
+        with contextlib.suppress(Exception):
+            driver = conn.connection.driver_connection
+            if driver is not None and not driver.is_closed() and driver.is_in_transaction():
+                return driver
+        return None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            mark_used(conn.connection.driver_connection)
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _commit(conn: Any) -> None:
+        if (driver := driver_of(conn)) is not None:
+            await_only(driver.execute(SESSION_RESET_POOLED))
+            mark_clean(driver)
+
+    @event.listens_for(engine.sync_engine, "rollback")
+    def _rollback(conn: Any) -> None:
+        if (driver := driver_of(conn)) is not None:
+            with contextlib.suppress(Exception):  # the check-in reset (or invalidation) still follows
+                await_only(driver.execute(f"rollback; {SESSION_RESET_POOLED}"))
+                mark_clean(driver)
 
 
 def _start_transactions(engine: AsyncEngine, per_transaction_timeout_ms: int | None) -> None:

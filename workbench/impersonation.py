@@ -17,6 +17,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from workbench.identity import Identity
 
 IDENTITY_OPTION = "workbench_identity"
+CELL_MARKER = "workbench.cell"  # a transaction-local nonce of the query fast path (see begin_script)
+
+# Run after a transaction ends, in the same message as its COMMIT/ROLLBACK (no extra round trip): the
+# connection goes back to the pool as clean as a fresh one. Order matters: session authorization first
+# (setting it resets the role), then the role, then every other setting (RESET ALL leaves role and session
+# authorization alone). DISCARD ALL cannot be used: it is refused inside the implicit transaction of a
+# multi-statement message, and its DEALLOCATE ALL would break asyncpg's statement cache. What cannot be
+# reset that way (statements made with SQL PREPARE) is detected instead: the last statement raises, and a
+# connection whose reset raised is closed, never returned to the pool.
+SESSION_DIRTY = "workbench: session state that cannot be reset"
+SESSION_RESET_STATEMENTS = (
+    "reset session authorization; reset role; reset all; close all; unlisten *; "
+    "select pg_catalog.pg_advisory_unlock_all(); discard temp; discard sequences"
+)
+# Behind a transaction pooler asyncpg and SQLAlchemy use only the unnamed statement, so SQL prepared
+# statements can simply be deallocated (that also works inside a transaction, before its COMMIT).
+SESSION_RESET_POOLED = f"{SESSION_RESET_STATEMENTS}; deallocate all"
+SESSION_RESET = (
+    f"{SESSION_RESET_STATEMENTS}; "
+    "do $wbreset$ begin if exists (select from pg_catalog.pg_prepared_statements where from_sql) then "
+    f"raise exception '{SESSION_DIRTY}: SQL prepared statements'; end if; end $wbreset$"
+)
 
 _SETTINGS = (
     "role",
@@ -64,14 +86,25 @@ def quote_literal_dollar(value: str) -> str:
             return f"{tag}{value}{tag}"
 
 
-def begin_script(identity: Identity | None, *, readonly: bool, statement_timeout_ms: int | None = None) -> str:
+def begin_script(
+    identity: Identity | None,
+    *,
+    readonly: bool,
+    statement_timeout_ms: int | None = None,
+    cell_marker: str | None = None,
+) -> str:
     """``BEGIN`` and the identity in one simple-protocol message: one round trip for both.
 
     Used by the query fast path on a raw asyncpg connection, where a bound statement would cost a
-    Parse round trip of its own when statement caching is off (transaction poolers).
+    Parse round trip of its own when statement caching is off (transaction poolers). ``cell_marker``
+    is set transaction-locally as :data:`CELL_MARKER`: a statement that ends the transaction and chains a
+    new one (``ROLLBACK AND CHAIN``) loses it, which a savepoint rollback never does.
     """
     names = list(_SETTINGS)
     values = identity_values(identity)
+    if cell_marker is not None:
+        names.append(CELL_MARKER)
+        values.append(cell_marker)
     if statement_timeout_ms is not None:
         names += ["statement_timeout", "jit"]
         values += [str(statement_timeout_ms), "off"]

@@ -4,6 +4,12 @@ The fast path talks to the raw asyncpg connection under SQLAlchemy's pool: ``BEG
 go in one simple-protocol message (one round trip), each statement is bound with ``$n`` parameters,
 rows come back as asyncpg records (jsonb decoded by orjson) and become a DataFrame in one step.
 Read-only queries run in a ``READ ONLY`` transaction that is always rolled back.
+
+Trust boundary (issue 12): every statement of the cell reaches the server alone, through the extended
+protocol, so PostgreSQL refuses a second command hidden from the splitter; the server's transaction status
+is checked after each statement, so a statement that ended the transaction stops the cell with an error
+saying what the server did; and the transaction ends in the same message as a session reset, so the
+connection goes back to the pool as clean as a fresh one, or is closed.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import gc
 import html
+import secrets
 import sys
 import threading
 import time
@@ -22,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from workbench.errors import WorkbenchError, classify
+from workbench.errors import Category, ClassifiedError, WorkbenchError, classify
 from workbench.exceptions import WorkbenchUserError
 from workbench.identity import Identity
-from workbench.impersonation import begin_script
+from workbench.impersonation import CELL_MARKER, SESSION_DIRTY, SESSION_RESET, SESSION_RESET_POOLED, begin_script
 from workbench.sqltext import (
     bind_parameters,
     classify_statement,
@@ -41,9 +48,9 @@ if TYPE_CHECKING:
 DEFAULT_MAX_ROWS = 1_000_000
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024  # without --limit, stop near this much result data held in memory
 FIRST_BATCH = 64  # rows fetched first to measure the row size against the byte budget
-SESSION_CLEANUP = "reset all; select pg_advisory_unlock_all()"
 _INT_TYPES = {"int2", "int4", "int8", "oid"}
 _CODEC_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()  # asyncpg connections with our json codecs
+_CLEAN_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()  # reset by the fast path's last message
 
 
 class QueryError(WorkbenchError):
@@ -288,6 +295,110 @@ async def _fetch_bounded(cursor: Any, max_rows: int, max_bytes: int | None) -> t
     return records, False
 
 
+class TransactionEnded(QueryError):
+    """A statement of the cell ended the cell's transaction (COMMIT, ROLLBACK, PREPARE TRANSACTION, ... AND
+    CHAIN): the cell stopped there, and the message says what the server did."""
+
+    def __init__(self, message: str, hint: str, *, committed: bool) -> None:
+        self.committed = committed
+        super().__init__(ClassifiedError(Category.UNKNOWN, message, hint))
+
+
+async def _execute_one(conn: asyncpg.Connection, stmt: str, args: list[object]) -> str:
+    """Run one statement through the extended protocol (Parse/Bind/Execute), whatever its arguments, and
+    return its command tag. ``Connection.execute`` without arguments would use the simple-query protocol,
+    which runs every command a string holds; one Parse holds one command or PostgreSQL refuses it ("cannot
+    insert multiple commands into a prepared statement"). The statement cache applies as for a fetch: a
+    cached statement costs one round trip, and with the cache off (poolers) the unnamed statement is used."""
+    _, status, _ = await conn._execute(stmt, args, 0, None, return_status=True)
+    return status.decode() if isinstance(status, bytes) else str(status or "")
+
+
+async def _check_transaction(
+    conn: asyncpg.Connection, status: str, index: int, stmt: str, *, marker: str, write: bool
+) -> None:
+    """Stop the cell if statement ``index`` ended its transaction, judged by what the server reports: the
+    transaction status of ReadyForQuery, the command tag, and (for a ROLLBACK tag inside a transaction, which
+    is either ROLLBACK TO SAVEPOINT or ROLLBACK AND CHAIN) whether the transaction-local marker survived."""
+    tag = status.strip().upper()  # exact tags: SQL PREPARE's tag is "PREPARE", a statement like any other
+    in_transaction = conn.is_in_transaction()
+    if in_transaction and tag not in ("COMMIT", "ROLLBACK", "PREPARE TRANSACTION"):
+        return
+    if in_transaction and tag == "ROLLBACK":
+        same = await conn.fetchval(f"select pg_catalog.current_setting('{CELL_MARKER}', true) = $1", marker)
+        if same:
+            return  # ROLLBACK TO SAVEPOINT: our identity was set before any savepoint, so it is intact
+    where = f"Statement {index + 1} of the cell ({_snippet(stmt)!r})"
+    if tag == "PREPARE TRANSACTION":
+        raise TransactionEnded(
+            f"{where} prepared the cell's transaction for two-phase commit (PREPARE TRANSACTION); nothing was "
+            "committed, but the prepared transaction keeps its locks until ROLLBACK PREPARED. The cell stopped "
+            "there.",
+            _NO_TRANSACTION_CONTROL,
+            committed=False,
+        )
+    if tag == "COMMIT":
+        what = (
+            "COMMITTED the cell's transaction: the statements before it are saved"
+            if write
+            else "committed the cell's read-only transaction (nothing could be written in it)"
+        )
+    elif tag == "ROLLBACK":
+        what = "rolled back the cell's transaction"
+    else:
+        what = f"ended the cell's transaction (the server answered {status!r})"
+    chained = " and started a new one without the cell's identity" if in_transaction else ""
+    raise TransactionEnded(
+        f"{where} {what}{chained}. The cell stopped there: no later statement ran, and whatever was still "
+        "open was rolled back.",
+        _NO_TRANSACTION_CONTROL,
+        committed=tag == "COMMIT" and write,
+    )
+
+
+_NO_TRANSACTION_CONTROL = (
+    "remove the transaction control from the cell: each cell is already one transaction, read-only and rolled "
+    "back unless --write commits it."
+)
+
+
+def _snippet(stmt: str, width: int = 60) -> str:
+    flat = " ".join(stmt.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+async def _end_cell(conn: asyncpg.Connection, ending: str, *, pooled: bool) -> BaseException | None:
+    """End the transaction (``commit`` or ``rollback``) and reset the session in one message. On failure
+    the connection is closed (a connection whose state is unknown is never reused) and the error returned."""
+    try:
+        await conn.execute(f"{ending}; {SESSION_RESET_POOLED if pooled else SESSION_RESET}")
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            conn.terminate()
+        return exc
+    _CLEAN_CONNECTIONS.add(conn)
+    return None
+
+
+def mark_clean(conn: object) -> None:
+    """Record that ``conn``'s session was just reset (see :func:`clean_on_return`)."""
+    _CLEAN_CONNECTIONS.add(conn)
+
+
+def mark_used(conn: object) -> None:
+    """``conn`` starts new work: its session may change again."""
+    _CLEAN_CONNECTIONS.discard(conn)
+
+
+def clean_on_return(conn: object) -> bool:
+    """True (once) when the query fast path already reset ``conn`` in its last message, so the pool's
+    check-in hook need not spend a round trip resetting it again."""
+    if conn in _CLEAN_CONNECTIONS:
+        _CLEAN_CONNECTIONS.discard(conn)
+        return True
+    return False
+
+
 async def run_on_connection(
     conn: asyncpg.Connection,
     sql: str,
@@ -303,6 +414,11 @@ async def run_on_connection(
 ) -> QueryOutcome:
     """Run every statement of ``sql`` in one transaction as ``identity``; the last one's rows are returned.
 
+    Every statement of the cell goes through the extended protocol, alone (PostgreSQL refuses a second
+    command in it), and after each one the server's transaction status is checked: a statement that ended
+    the transaction stops the cell with :class:`TransactionEnded`. The transaction ends in the same message
+    as :data:`SESSION_RESET`, so the connection is as clean as a fresh one, or closed.
+
     ``pooler_safe`` (behind a transaction pooler, where the connection's statement cache is off) uses only
     the unnamed statement; otherwise asyncpg's statement cache saves the Parse round trip."""
     identity = identity or Identity.none()
@@ -314,18 +430,23 @@ async def run_on_connection(
     if max_rows < 0:
         raise QueryUsageError(f"--limit must be >= 0, not {max_rows}.")
     await _prepare_codecs(conn)
+    _CLEAN_CONNECTIONS.discard(conn)
     started = time.perf_counter()
     readonly = not write  # --explain --write: EXPLAIN ANALYZE the write, then roll it back
-    outcome: QueryOutcome | None = None
+    marker = secrets.token_hex(8)
+    ended = False
     try:
-        await conn.execute(begin_script(identity, readonly=readonly, statement_timeout_ms=statement_timeout_ms))
+        await conn.execute(
+            begin_script(identity, readonly=readonly, statement_timeout_ms=statement_timeout_ms, cell_marker=marker)
+        )
         status = ""
         frame = pd.DataFrame()
         truncated = False
         for index, (stmt, args, kind) in enumerate(planned):
             last = index == len(planned) - 1
             if not last or kind != "query":
-                status = await conn.execute(stmt, *args) if args else await conn.execute(stmt)
+                status = await _execute_one(conn, stmt, args)
+                await _check_transaction(conn, status, index, stmt, marker=marker, write=write)
                 continue
             # A portal fetch bounded by max_rows + 1: memory stays bounded whatever the result size, and
             # asyncpg's statement cache still applies (no Parse round trip when the statement is cached).
@@ -341,13 +462,19 @@ async def run_on_connection(
                 if not records and attributes is None:
                     attributes = (await conn.prepare(stmt)).get_attributes()
                 frame = _frame(records, attributes)
+            if not conn.is_in_transaction():  # a portal cannot end it; checked all the same
+                await _check_transaction(conn, "ROLLBACK", index, stmt, marker=marker, write=write)
         commit = write and not explain
-        # One message: end the transaction, then drop session state a statement may have left behind (a
-        # session-level set_config or advisory lock) before the connection goes back to the pool.
-        await conn.execute(f"{'commit' if commit else 'rollback'}; {SESSION_CLEANUP}")
+        ended = True
+        # One message: end the transaction, then reset the session (SESSION_RESET) before the connection
+        # goes back to the pool; if that fails the connection is closed instead.
+        failure = await _end_cell(conn, "commit" if commit else "rollback", pooled=pooler_safe)
+        if failure is not None and SESSION_DIRTY not in str(failure):
+            # The COMMIT itself failed (a deferred constraint, a lost connection): nothing was saved.
+            raise QueryError(classify(failure, sql)) from failure
         elapsed = time.perf_counter() - started
         explain_text = "\n".join(str(v) for v in frame.iloc[:, 0]) if explain and len(frame.columns) else None
-        outcome = QueryOutcome(
+        return QueryOutcome(
             frame=frame,
             identity=identity,
             elapsed=elapsed,
@@ -358,11 +485,12 @@ async def run_on_connection(
             explain=explain_text,
             committed=commit,
         )
-        return outcome
     finally:
-        if outcome is None and not conn.is_closed() and conn.is_in_transaction():
+        if not ended and not conn.is_closed():
+            # Roll back whatever is open (a warning only when a statement already ended the transaction),
+            # then reset the session; shielded so a cancellation cannot leave it half done.
             with contextlib.suppress(Exception):
-                await asyncio.shield(conn.execute(f"rollback; {SESSION_CLEANUP}"))
+                await asyncio.shield(_end_cell(conn, "rollback", pooled=pooler_safe))
 
 
 async def run_query(
@@ -388,7 +516,7 @@ async def run_query(
             driver = raw.driver_connection
             assert driver is not None
             try:
-                return await run_on_connection(
+                outcome = await run_on_connection(
                     driver,
                     sql,
                     identity=identity,
@@ -399,6 +527,9 @@ async def run_query(
                     statement_timeout_ms=per_tx_timeout,
                     pooler_safe=per_tx_timeout is not None,
                 )
+                if driver.is_closed():  # closed because its session could not be reset: never reused
+                    await sa_conn.invalidate()
+                return outcome
             except BaseException as exc:
                 # Never hand a connection in an unknown state back to the pool. After a cancellation the
                 # server may still be inside the BEGIN (and identity) whose answer never arrived, so the

@@ -3,7 +3,9 @@
 One small hand-written lexer, because the magic must never touch text inside strings, quoted identifiers,
 comments or dollar-quoted bodies, and a regex cannot follow nested ``/* /* */ */`` or ``$tag$`` bodies.
 It assumes ``standard_conforming_strings = on`` (the default since PostgreSQL 9.1): a backslash is an
-ordinary character in ``'...'`` and only escapes in ``E'...'``.
+ordinary character in ``'...'`` and only escapes in ``E'...'``. A cell can change that setting, so the
+splitter may be wrong about where a statement ends; that is harmless because the query layer sends each
+piece in its own Parse message, where PostgreSQL refuses a second command.
 
 Array slices: inside ``[...]`` a colon that follows an operand (a name, number, literal, ``)`` or ``]``)
 is a slice separator, so ``arr[1:2]`` and ``arr[lo:hi]`` are left alone (``hi`` is a column there). A
@@ -43,6 +45,7 @@ _NUMBER = re.compile(r"(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?
 _PARAM = re.compile(r"\$[0-9]+")
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$")
 _PY_NAME = re.compile(r"[^\W\d]\w*")
+_LINE_END = re.compile(r"[\n\r]")
 
 
 class TokenKind(enum.StrEnum):
@@ -98,8 +101,8 @@ def _scan(sql: str) -> Iterator[Token]:
             assert m is not None
             kind, end = TokenKind.SPACE, m.end()
         elif sql.startswith("--", i):
-            nl = sql.find("\n", i)
-            kind, end = TokenKind.COMMENT, n if nl < 0 else nl
+            m = _LINE_END.search(sql, i)  # PostgreSQL ends a -- comment at \n or \r
+            kind, end = TokenKind.COMMENT, n if m is None else m.start()
         elif sql.startswith("/*", i):
             kind, end = TokenKind.COMMENT, _block_comment_end(sql, i)
         elif c == "'":
@@ -364,9 +367,11 @@ _TRANSACTION_WORDS = frozenset({"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "
 def classify_statement(stmt: str) -> str:
     """One of ``query``, ``transaction_control``, ``session_identity`` or ``command``.
 
-    The magic runs each cell in its own transaction, possibly through a transaction pooler, so it
-    refuses statements that would end that transaction or leave session state (role, settings) behind
-    on a shared server connection. ``SET LOCAL`` is transaction-scoped and therefore a plain command.
+    The magic runs each cell in its own transaction, possibly through a transaction pooler, and refuses
+    early, with a helpful message, statements that would end that transaction or change session state.
+    This is a convenience, not the safety boundary: every statement reaches the server alone (extended
+    protocol), the server's transaction status is checked after each one, and the session is reset when
+    the cell ends (see ``workbench.query``). ``SET LOCAL`` is transaction-scoped: a plain command.
     """
     sig = _significant(tokenize(stmt))
     while sig and sig[0].kind is TokenKind.OP and sig[0].text == "(":
@@ -374,6 +379,8 @@ def classify_statement(stmt: str) -> str:
     words = [t.text.upper() if t.kind is TokenKind.WORD else "" for t in sig[:3]]
     words += [""] * (3 - len(words))
     kw, second, third = words
+    if kw == "ROLLBACK" and (second == "TO" or (second in ("WORK", "TRANSACTION") and third == "TO")):
+        return "command"  # ROLLBACK TO SAVEPOINT stays inside the cell's transaction
     if kw in _TRANSACTION_WORDS:
         return "transaction_control"
     if kw == "PREPARE" and second == "TRANSACTION":

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The two commands of the README, for a machine with only Python >= 3.11 and pip.
 
-    python3 dev.py lab    install into .venv, start the local Supabase stand-in, open JupyterLab on notebooks/
-    python3 dev.py test   install into .venv, run the whole test suite (extra arguments go to pytest)
+python3 dev.py lab    install into .venv, start the local Supabase stand-in, open JupyterLab on notebooks/
+python3 dev.py test   install into .venv, run the whole test suite (extra arguments go to pytest)
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The same small RLS query (``count(*)`` of the demo tasks) runs without an identity and as a user, by hand
 on asyncpg (the PostgREST recipe: BEGIN, one ``set_config`` statement, the query, COMMIT), through
-:func:`workbench.query.run_query` (``%%sbquery``'s path: BEGIN and the identity in one message) and
+:func:`workbench.core.query.run_query` (``%%sbquery``'s path: BEGIN and the identity in one message) and
 through an impersonating SQLAlchemy session. Round trips are counted by a proxy on the wire.
 """
 
@@ -30,10 +30,10 @@ async def build_methods(dsn: str, url: str, transaction: bool, identity: Any) ->
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    from workbench.engine import EngineOptions, create_engine
-    from workbench.identity import Identity
-    from workbench.impersonation import apply_statement, sessionmaker_for
-    from workbench.query import run_query
+    from workbench.core.engine import EngineOptions, create_engine
+    from workbench.core.identity import Identity
+    from workbench.core.impersonation import apply_statement, sessionmaker_for
+    from workbench.core.query import run_query
 
     cache = {"statement_cache_size": 0} if transaction else {}
     conn = await asyncpg.connect(dsn, **cache)
@@ -135,7 +135,7 @@ async def round_trips(
 async def measure(ctx: SuiteContext) -> SuiteResult:
     import asyncpg
 
-    from workbench.identity import user_identity
+    from workbench.core.identity import user_identity
 
     runs, per_run = (1, 10) if ctx.quick else (5, 150)
     admin = await asyncpg.connect(ctx.dsn)

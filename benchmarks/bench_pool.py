@@ -1,5 +1,5 @@
 """Pool throughput and p95 latency at 1 / 10 / 50 concurrent clients: direct vs PgBouncer in transaction
-mode, NullPool vs a small client pool, with :mod:`workbench.load` (impersonated demo users, RLS on)."""
+mode, NullPool vs a small client pool, with :mod:`workbench.teaching.loadgen` (impersonated demo users, RLS on)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ BASELINE = "direct, small pool (5 + 5 overflow)"
 
 
 async def measure(ctx: SuiteContext) -> SuiteResult:
-    from workbench.load import DEFAULT_SQL, LoadResult, LoadTarget, demo_identities, run_load
-    from workbench.pool import monitor
-    from workbench.settings import ConnectionMode
+    from workbench.core.pool import monitor
+    from workbench.core.settings import ConnectionMode
+    from workbench.teaching.loadgen import DEFAULT_SQL, LoadResult, LoadTarget, demo_identities, run_load
 
     clients, runs, duration, warmup = ((1, 4), 1, 0.3, 0.1) if ctx.quick else ((1, 10, 50), 3, 1.5, 0.3)
     result = SuiteResult()

@@ -73,10 +73,10 @@ def run(ctx: SuiteContext) -> SuiteResult:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from workbench import core
-    from workbench.identity import Identity
-    from workbench.query import run_query
-    from workbench.settings import Settings
+    from workbench.core.identity import Identity
+    from workbench.core.query import run_query
+    from workbench.core.settings import Settings
+    from workbench.notebook import session as core
 
     sizes = plan(ctx.quick)
     loop = asyncio.new_event_loop()
@@ -152,7 +152,7 @@ def run(ctx: SuiteContext) -> SuiteResult:
         if which == "all":
             methods |= {
                 "raw asyncpg, jsonb decoded with orjson": partial(asyncpg_frame, fast),
-                "workbench.query.run_query as the user (no magic)": run_query_frame,
+                "workbench.core.query.run_query as the user (no magic)": run_query_frame,
                 GC_PATCH: run_query_gc_paused,
                 "raw asyncpg + json.loads, cyclic GC paused": asyncpg_gc_paused,
             }
@@ -192,7 +192,7 @@ def run(ctx: SuiteContext) -> SuiteResult:
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector (as the proposed change to ``workbench/query.py`` does while
+    """Pause Python's cyclic garbage collector (as the proposed change to ``workbench/core/query.py`` does while
     rows become objects): building 10^5 dicts and records otherwise triggers full collections that walk
     every object created so far."""
     was = gc.isenabled()

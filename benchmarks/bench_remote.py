@@ -57,10 +57,10 @@ def build(rig: Any, kind: str, shell: Any, bg: _Loop) -> tuple[dict[str, Callabl
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from workbench import core
-    from workbench.fastapi import SupabaseAuth
-    from workbench.impersonation import begin_script
-    from workbench.tokens import access_token_claims, mint
+    from workbench.backend.fastapi import SupabaseAuth
+    from workbench.backend.tokens import access_token_claims, mint
+    from workbench.core.impersonation import begin_script
+    from workbench.notebook import session as core
 
     settings = rig.settings(kind, "require")
     wb = core.connect(settings)
@@ -203,7 +203,7 @@ def measure(ctx: SuiteContext) -> SuiteResult:
         # the first cell after %sbconnect: TCP + TLS + authentication + the query, at the largest RTT
         rtt = rtts[-1]
         rig.set_delay(rtt / 2)
-        from workbench import core
+        from workbench.notebook import session as core
 
         for kind, where in KINDS.items():
             samples = []

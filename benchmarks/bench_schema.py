@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _server(dsn: str) -> str:
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     async def version() -> str:
         import asyncpg

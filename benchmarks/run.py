@@ -124,7 +124,7 @@ def start_standin(root: Path) -> tuple[object, SuiteContext, str | None]:
 
 
 def server_versions(ctx: SuiteContext) -> dict[str, str]:
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     async def pg() -> str:
         import asyncpg

@@ -138,9 +138,9 @@ async def run_soak(
     from sqlalchemy import text
 
     from workbench import storage as st
-    from workbench.core import Workbench
-    from workbench.identity import Identity
-    from workbench.settings import Settings
+    from workbench.core.identity import Identity
+    from workbench.core.settings import Settings
+    from workbench.notebook.session import Workbench
 
     settings = Settings(
         db_url=pooler_dsn,
@@ -304,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     args = parser.parse_args(argv)
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    from workbench._sync import run_sync
     from workbench.local.pgbouncer import LocalPgBouncer, find_pgbouncer
     from workbench.local.standin import LocalStandIn
+    from workbench.notebook.bridge import run_sync
 
     binary = find_pgbouncer()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="wb-soak-")) / "local"

@@ -11,9 +11,9 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 from rigs import require_tool  # noqa: E402
 
+from workbench.core.settings import Settings  # noqa: E402
 from workbench.local.pgbouncer import LocalPgBouncer  # noqa: E402
 from workbench.local.standin import LocalStandIn  # noqa: E402
-from workbench.settings import Settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +46,7 @@ def db_url(standin: LocalStandIn) -> str:
 
 
 def _create_database(standin: LocalStandIn, name: str) -> str:
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     async def create() -> None:
         import asyncpg

@@ -76,7 +76,7 @@ def test_base_install_has_no_notebook_or_standin_dependency() -> None:
 def readme_fastapi_example() -> str:
     """The README's FastAPI example, as written there."""
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
-    example = next((b for b in blocks if "from workbench.fastapi import SupabaseAuth" in b), None)
+    example = next((b for b in blocks if "from workbench.backend.fastapi import SupabaseAuth" in b), None)
     assert example is not None, "README.md has no python block with the FastAPI example"
     return example
 

@@ -19,9 +19,9 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import workbench
-from workbench import core
-from workbench.engine import EngineOptions
+from workbench.core.engine import EngineOptions
 from workbench.local.remote_rig import RemoteRig
+from workbench.notebook import session as core
 
 KINDS = ("direct", "session", "transaction")
 QUERY = "select count(*) as n from public.tasks"
@@ -113,8 +113,8 @@ async def fastapi_count(rig: RemoteRig, kind: str) -> float:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from workbench.fastapi import SupabaseAuth
-    from workbench.tokens import access_token_claims, mint
+    from workbench.backend.fastapi import SupabaseAuth
+    from workbench.backend.tokens import access_token_claims, mint
 
     settings = rig.settings(kind, "require")
     assert settings.jwt_secret is not None
@@ -195,7 +195,7 @@ async def test_optimistic_check_replaces_a_connection_the_server_closed(remote_r
     import asyncpg
     from sqlalchemy import text
 
-    from workbench.engine import create_engine
+    from workbench.core.engine import create_engine
 
     kind = "direct"
     engine = create_engine(

@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from workbench import storage as st
-from workbench.identity import Identity, user_identity
+from workbench.backend.tokens import access_token_claims, mint
+from workbench.core.identity import Identity, user_identity
+from workbench.core.settings import Settings
 from workbench.local.demo import DEMO_DIR
 from workbench.local.standin import LocalStandIn
-from workbench.settings import Settings
-from workbench.tokens import access_token_claims, mint
 
 ALICE = "11111111-1111-4111-8111-111111111111"
 BOB = "22222222-2222-4222-8222-222222222222"

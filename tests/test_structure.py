@@ -19,25 +19,32 @@ PACKAGE = ROOT / "workbench"
 # Modules a back end or a script imports: importing one in a fresh interpreter must not load the
 # notebook layer. (module, what it may load besides) -- query returns DataFrames, so pandas is fine there.
 CORE_MODULES: list[tuple[str, tuple[str, ...]]] = [
-    ("workbench.settings", ()),
-    ("workbench.engine", ()),
-    ("workbench.identity", ()),
-    ("workbench.impersonation", ()),
-    ("workbench.errors", ()),
-    ("workbench.exceptions", ()),
-    ("workbench.redaction", ()),
-    ("workbench.sqltext", ()),
-    ("workbench.sqlnames", ()),
-    ("workbench.extras", ()),
-    ("workbench.query", ("pandas",)),
-    ("workbench.tokens", ()),
-    ("workbench.retry", ()),
-    ("workbench.fastapi", ()),
+    ("workbench.core.settings", ()),
+    ("workbench.core.engine", ()),
+    ("workbench.core.identity", ()),
+    ("workbench.core.impersonation", ()),
+    ("workbench.core.errors", ()),
+    ("workbench.core.exceptions", ()),
+    ("workbench.core.redaction", ()),
+    ("workbench.core.sqltext", ()),
+    ("workbench.core.sqlnames", ()),
+    ("workbench.core.extras", ()),
+    ("workbench.core.query", ("pandas",)),
+    ("workbench.backend.tokens", ()),
+    ("workbench.backend.retry", ()),
+    ("workbench.backend.fastapi", ()),
     ("workbench.schema.model", ()),
     ("workbench.schema.reflect", ()),
     ("workbench.policies.probes", ("pandas",)),
 ]
-NOTEBOOK_LAYER = ("IPython", "ipywidgets", "pandas", "matplotlib", "workbench.magics", "workbench.widgets")
+NOTEBOOK_LAYER = (
+    "IPython",
+    "ipywidgets",
+    "pandas",
+    "matplotlib",
+    "workbench.notebook.magics",
+    "workbench.notebook.widgets",
+)
 STANDIN = ("workbench.local", "pgserver")
 
 

@@ -42,5 +42,11 @@ def test_strict_core_is_configured() -> None:
     overrides = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["overrides"]
     strict = next(o for o in overrides if o.get("disallow_untyped_defs"))
     modules = set(strict["module"])
-    core = {"workbench.settings", "workbench.engine", "workbench.identity", "workbench.errors", "workbench.tokens"}
+    core = {
+        "workbench.core.settings",
+        "workbench.core.engine",
+        "workbench.core.identity",
+        "workbench.core.errors",
+        "workbench.backend.tokens",
+    }
     assert core <= modules, sorted(core - modules)

@@ -5,8 +5,8 @@
     wb = workbench.connect()      # the configured project, else the local stand-in
     df = await wb.query("select * from tasks", as_user="alice@example.com")
 
-Names are imported on first use, so back ends that only need ``workbench.fastapi`` or
-``workbench.tokens`` do not load pandas or the notebook layer.
+Names are imported on first use, so back ends that only need ``workbench.backend.fastapi`` or
+``workbench.backend.tokens`` do not load pandas or the notebook layer.
 """
 
 from __future__ import annotations
@@ -15,26 +15,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workbench.core import Workbench, connect, current
-    from workbench.exceptions import WorkbenchUserError
-    from workbench.identity import Identity, IdentityError
+    from workbench.core.exceptions import WorkbenchUserError
+    from workbench.core.identity import Identity, IdentityError
+    from workbench.core.settings import ConnectionMode, Settings, SettingsError, load_settings
     from workbench.local.settings import resolve_settings
-    from workbench.settings import ConnectionMode, Settings, SettingsError, load_settings
+    from workbench.notebook.session import Workbench, connect, current
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Workbench": "workbench.core",
-    "connect": "workbench.core",
-    "current": "workbench.core",
-    "Identity": "workbench.identity",
-    "IdentityError": "workbench.identity",
-    "ConnectionMode": "workbench.settings",
-    "Settings": "workbench.settings",
-    "SettingsError": "workbench.settings",
-    "load_settings": "workbench.settings",
+    "Workbench": "workbench.notebook.session",
+    "connect": "workbench.notebook.session",
+    "current": "workbench.notebook.session",
+    "Identity": "workbench.core.identity",
+    "IdentityError": "workbench.core.identity",
+    "ConnectionMode": "workbench.core.settings",
+    "Settings": "workbench.core.settings",
+    "SettingsError": "workbench.core.settings",
+    "load_settings": "workbench.core.settings",
     "resolve_settings": "workbench.local.settings",
-    "WorkbenchUserError": "workbench.exceptions",
+    "WorkbenchUserError": "workbench.core.exceptions",
 }
 __all__ = [
     "ConnectionMode",
@@ -61,9 +61,9 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext workbench`` (needs ``supabase-workbench[notebook]``)."""
-    from workbench.extras import require
+    from workbench.core.extras import require
 
     require("notebook", "%load_ext workbench")
-    from workbench.magics import load_ipython_extension as load
+    from workbench.notebook.magics import load_ipython_extension as load
 
     load(ipython)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.settings import Settings, SettingsError
+from workbench.core.settings import Settings, SettingsError
 
 SUPABASE_ROLES = ("anon", "authenticated", "service_role", "authenticator")
 
@@ -23,11 +23,11 @@ async def diagnose(settings: Settings) -> list[Check]:
     import asyncpg
     import httpx
 
-    from workbench.errors import redact
+    from workbench.core.errors import redact
 
     checks: list[Check] = [Check("settings", True, settings.describe())]
     url = settings.database_url().set(drivername="postgresql")
-    from workbench import tls
+    from workbench.core import tls
 
     tls_config = settings.tls()  # already validated when the settings loaded
     args = settings.asyncpg_connect_args()
@@ -136,8 +136,8 @@ def render(checks: list[Check]) -> str:
 
 def run_doctor(local_dir: Path | None = None) -> int:
     """Print the table; exit status 0 only when every check passed."""
-    from workbench._sync import run_sync
     from workbench.local.settings import resolve_settings
+    from workbench.notebook.bridge import run_sync
 
     try:
         settings = resolve_settings(**({"local_dir": local_dir} if local_dir else {}))
@@ -145,7 +145,7 @@ def run_doctor(local_dir: Path | None = None) -> int:
         print(render([Check("settings", False, str(exc), "Correct the variable named above.")]))
         return 1
     except Exception as exc:
-        from workbench.errors import redact
+        from workbench.core.errors import redact
 
         print(render([Check("local stand-in", False, redact(str(exc)), "Run `workbench local start`.")]))
         return 1

@@ -1,7 +1,7 @@
 """Supabase Storage from the workbench: plain async calls over the official ``supabase`` client.
 
 The same code runs against the local stand-in and a real project: an admin client uses the service key;
-a client acting as an :class:`~workbench.identity.Identity` sends a JWT minted with the project's JWT
+a client acting as an :class:`~workbench.core.identity.Identity` sends a JWT minted with the project's JWT
 secret (the stand-in always has one; a legacy project may) or a signed-in user's access token. Storage's
 answers are turned into :class:`StorageError` messages that say who was refused what, and how to fix it.
 Every action of the storage browser widget is one function here.
@@ -24,9 +24,9 @@ import httpx
 from storage3.exceptions import StorageApiError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
-from workbench.identity import Identity
-from workbench.settings import Settings
-from workbench.tokens import mint
+from workbench.backend.tokens import mint
+from workbench.core.identity import Identity
+from workbench.core.settings import Settings
 
 __all__ = [
     "PREVIEW_LIMIT",
@@ -151,7 +151,7 @@ async def _client_with_token(url: str, anon_key: str, token: str) -> AsyncClient
 
 async def known_users(settings: Settings, text: str = "", limit: int = 50) -> list[dict[str, Any]]:
     """Users from ``auth.users`` (for "view as"); needs the database settings, not the storage keys."""
-    from workbench.identity import find_users
+    from workbench.core.identity import find_users
 
     conn = await _connect(settings)
     try:
@@ -162,7 +162,7 @@ async def known_users(settings: Settings, text: str = "", limit: int = 50) -> li
 
 async def identity_for_user(settings: Settings, who: str) -> Identity:
     """The identity (claims as Supabase Auth would mint them) of a user given by email or uuid."""
-    from workbench.identity import user_identity
+    from workbench.core.identity import user_identity
 
     issuer = f"{(settings.url or 'http://127.0.0.1').rstrip('/')}/auth/v1"
     conn = await _connect(settings)

@@ -9,7 +9,7 @@ import pytest
 from lab import Lab, open_notebook, output_of, run_all, screenshot, wait_for_output, write_notebook
 from playwright.sync_api import expect
 
-from workbench._sync import run_sync
+from workbench.notebook.bridge import run_sync
 
 pytestmark = pytest.mark.browser
 

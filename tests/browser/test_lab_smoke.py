@@ -14,7 +14,7 @@ CELLS = [
     "import os, sys\nprint('kernel python:', sys.executable)\nprint('local dir:', os.environ['WORKBENCH_LOCAL_DIR'])",
     """import asyncpg
 import ipywidgets as w
-from workbench._sync import run_sync
+from workbench.notebook.bridge import run_sync
 from workbench.local.standin import LocalStandIn
 
 DSN = LocalStandIn(os.environ["WORKBENCH_LOCAL_DIR"]).dsn()

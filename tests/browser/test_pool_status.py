@@ -24,8 +24,8 @@ LOAD_SECONDS = 6
 CELLS = [
     "<!--md--># Pool under load\nThe view redraws from the pool's own events while `run_load` keeps it busy.",
     """import workbench
-from workbench.load import run_load
-from workbench.widgets.pool_status import pool_status
+from workbench.teaching.loadgen import run_load
+from workbench.notebook.widgets.pool_status import pool_status
 
 wb = workbench.connect()
 engine = wb.engine()

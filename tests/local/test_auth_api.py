@@ -15,10 +15,10 @@ import pytest
 from supabase import AsyncClientOptions, Client, ClientOptions, acreate_client, create_client
 from supabase_auth.errors import AuthApiError, AuthWeakPasswordError
 
+from workbench.backend.tokens import InvalidSignature, TokenVerifier, UnsupportedAlgorithm
 from workbench.local.auth_api import SIGNING_ENV, parse_go_duration
 from workbench.local.demo import demo_users
 from workbench.local.standin import LocalStandIn, StandInError
-from workbench.tokens import InvalidSignature, TokenVerifier, UnsupportedAlgorithm
 
 USERS = {u["email"].split("@")[0]: u for u in demo_users()}
 VERSION_HEADER = "X-Supabase-Api-Version"

@@ -17,8 +17,8 @@ import pytest
 from supabase import AsyncClientOptions, Client, ClientOptions, acreate_client, create_client
 from supabase_auth.errors import AuthApiError, AuthWeakPasswordError
 
-from workbench.identity import Identity
-from workbench.impersonation import apply_statement
+from workbench.core.identity import Identity
+from workbench.core.impersonation import apply_statement
 from workbench.local.auth_api import AuthSettings, load_auth_settings, save_auth_settings
 from workbench.local.inbox import Inbox
 from workbench.local.standin import LocalStandIn
@@ -442,7 +442,7 @@ async def test_image_transformations(standin: LocalStandIn, public_bucket: str) 
 
 
 def test_tokens_without_exp_are_refused_with_the_reason(standin: LocalStandIn) -> None:
-    from workbench.tokens import mint
+    from workbench.backend.tokens import mint
 
     keys = standin.keys()
     no_exp = mint({"role": "service_role", "iss": "supabase"}, secret=keys.jwt_secret)
@@ -465,8 +465,8 @@ def test_inbox_from_the_cli_and_the_magic(
 
     from IPython.testing.globalipapp import get_ipython, start_ipython
 
-    from workbench import core
     from workbench.cli import main
+    from workbench.notebook import session as core
 
     client(standin).auth.reset_password_for_email("alice@example.com")
     client(standin).auth.sign_in_with_otp({"email": email})

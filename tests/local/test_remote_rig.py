@@ -107,7 +107,7 @@ async def test_pipelined_messages_are_one_turn(remote_rig: RemoteRig) -> None:
 
 
 def test_the_settings_a_user_writes_reach_the_rig_unchanged(remote_rig: RemoteRig) -> None:
-    from workbench.settings import ConnectionMode, Settings
+    from workbench.core.settings import ConnectionMode, Settings
 
     settings = Settings(db_url=remote_rig.url("transaction", "require"), db_mode="transaction")
     assert settings.mode is ConnectionMode.TRANSACTION

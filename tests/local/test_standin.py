@@ -27,9 +27,7 @@ async def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def as_identity(
-    dsn: str, role: str, claims: dict[str, object] | None, sql: str
-) -> list[asyncpg.Record]:
+async def as_identity(dsn: str, role: str, claims: dict[str, object] | None, sql: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
@@ -163,9 +161,7 @@ def fresh(tmp_path: Path):
     inst.destroy()
 
 
-async def test_supabase_migration_loads_unchanged_and_policies_behave(
-    fresh: LocalStandIn, tmp_path: Path
-) -> None:
+async def test_supabase_migration_loads_unchanged_and_policies_behave(fresh: LocalStandIn, tmp_path: Path) -> None:
     fresh.start(demo=False, api=False)
     migration = tmp_path / "20240101000000_notes.sql"
     migration.write_text(
@@ -196,20 +192,18 @@ def test_start_twice_is_harmless_and_reset_is_clean(fresh: LocalStandIn) -> None
     second = fresh.start(api=False)
     assert time.perf_counter() - t0 < 1.0
     assert first.db_port == second.db_port and second.db_running
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     run_sync(fetch(fresh.dsn(), "create table public.leftover (id int)"))
     secret_before = fresh.keys().jwt_secret
     fresh.reset(api=False)
-    rows = run_sync(
-        fetch(fresh.dsn(), "select to_regclass('public.leftover') as t, count(*) from public.tasks")
-    )
+    rows = run_sync(fetch(fresh.dsn(), "select to_regclass('public.leftover') as t, count(*) from public.tasks"))
     assert rows[0]["t"] is None and rows[0][1] == 7
     assert fresh.keys().jwt_secret != secret_before
 
 
 def test_stop_keeps_data_and_start_comes_back(fresh: LocalStandIn) -> None:
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     fresh.start(demo=False, api=False)
     run_sync(fetch(fresh.dsn(), "create table public.kept (id int); insert into public.kept values (42)"))
@@ -219,12 +213,10 @@ def test_stop_keeps_data_and_start_comes_back(fresh: LocalStandIn) -> None:
 
 
 def test_start_recovers_after_postgres_is_killed(fresh: LocalStandIn) -> None:
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     fresh.start(demo=False, api=False)
-    run_sync(
-        fetch(fresh.dsn(), "create table public.durable (id int); insert into public.durable values (1)")
-    )
+    run_sync(fetch(fresh.dsn(), "create table public.durable (id int); insert into public.durable values (1)"))
     pid = int((fresh.pg.pgdata / "postmaster.pid").read_text().splitlines()[0])
     os.kill(pid, signal.SIGKILL)
     wait_until_dead(pid)

@@ -18,14 +18,15 @@ import httpx
 import psutil
 import pytest
 
+from workbench.backend.tokens import access_token_claims, mint
 from workbench.cli import main as cli_main
-from workbench.core import Workbench
-from workbench.identity import Identity, IdentityError
+from workbench.core.identity import Identity, IdentityError
+from workbench.core.settings import Settings
 from workbench.local import postgres as pgmod
 from workbench.local.postgres import PostgresError, postmaster_pid
+from workbench.local.settings import standin_settings
 from workbench.local.standin import MARKER, LocalStandIn, StandInError
-from workbench.settings import Settings
-from workbench.tokens import access_token_claims, mint
+from workbench.notebook.session import Workbench
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root to act as another OS account (setpriv)")
@@ -316,7 +317,7 @@ def test_stale_pid_files_naming_a_foreign_process_are_not_ours(
 async def test_an_impersonated_cell_cannot_become_postgres_or_run_programs(
     standin: LocalStandIn, tmp_path: Path
 ) -> None:
-    wb = Workbench(Settings.local(standin))
+    wb = Workbench(standin_settings(standin))
     marker = tmp_path / "ran"
     try:
         for role in ("anon", "authenticated", "service_role"):
@@ -381,7 +382,7 @@ async def test_a_user_whose_role_is_postgres_cannot_be_impersonated_as_postgres(
     """``%%sbquery --as`` a user whose ``auth.users.role`` an admin set to ``postgres``: refused before
     anything is sent (the allow-list), and the database would refuse it anyway."""
     admin = await asyncpg.connect(standin.dsn())
-    wb = Workbench(Settings.local(standin))
+    wb = Workbench(standin_settings(standin))
     try:
         await admin.execute("update auth.users set role = 'postgres' where id = $1", ALICE)
         identity = await wb.resolve_identity(as_user="alice@example.com")

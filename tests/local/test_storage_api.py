@@ -24,9 +24,9 @@ import pytest
 from storage3.exceptions import StorageApiError
 from supabase import AsyncClientOptions, ClientOptions, acreate_client, create_client
 
+from workbench.backend.tokens import access_token_claims, mint
 from workbench.local.demo import DEMO_DIR
 from workbench.local.standin import LocalStandIn
-from workbench.tokens import access_token_claims, mint
 
 ALICE = "11111111-1111-4111-8111-111111111111"
 BOB = "22222222-2222-4222-8222-222222222222"

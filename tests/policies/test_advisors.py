@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from workbench.identity import Identity
-from workbench.impersonation import apply_statement
+from workbench.core.identity import Identity
+from workbench.core.impersonation import apply_statement
 from workbench.policies.advisors import (
     LEVELS,
     LINTS,

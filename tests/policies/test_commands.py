@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.exceptions import WorkbenchUserError
+from workbench.core.exceptions import WorkbenchUserError
 from workbench.policies import commands
 from workbench.policies.model import PolicyMatrixError
 
@@ -36,7 +36,7 @@ def test_the_prog_name_follows_the_caller() -> None:
 
 
 def test_widgets_reexport_the_same_functions() -> None:
-    from workbench.widgets import advisors, policy_matrix
+    from workbench.notebook.widgets import advisors, policy_matrix
 
     assert policy_matrix.parse_options is commands.parse_matrix_options
     assert advisors.parse_options is commands.parse_advise_options

@@ -76,7 +76,7 @@ def test_allow_file_passes_reviewed_changes_only(standin, migration: Path, tmp_p
 
 
 def test_failing_migration_exits_2_and_leaves_the_database_unchanged(standin, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     dsn = standin.dsn()
     before = run_sync(fingerprint(dsn))

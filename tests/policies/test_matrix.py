@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from workbench.identity import Identity
+from workbench.core.identity import Identity
 from workbench.policies.matrix import (
     Cell,
     PolicyMatrix,
@@ -244,7 +244,7 @@ async def test_bad_input_is_refused_with_the_fix(standin) -> None:  # type: igno
 
 
 async def test_policy_matrix_on_an_engine_defaults_to_public_tables(db_url: str) -> None:
-    from workbench.engine import create_engine
+    from workbench.core.engine import create_engine
 
     engine = create_engine(db_url)
     try:

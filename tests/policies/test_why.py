@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workbench.identity import Identity, user_identity
-from workbench.impersonation import apply_statement
+from workbench.core.identity import Identity, user_identity
+from workbench.core.impersonation import apply_statement
+from workbench.notebook.bridge import shared_loop
 from workbench.policies.why import WhyError, WhyReport, explain_rows, explain_statement, split_table
-from workbench.runner import shared_loop
 
 from .conftest import fingerprint
 
@@ -491,9 +491,9 @@ def test_explained_visible_equals_returned_by_the_real_query(demo_conn, identity
 # -- through a transaction pooler, on the workbench's engine ---------------------------------------------
 @pytest.mark.pgbouncer
 async def test_explain_through_pgbouncer_on_an_engine(dsn: str, pgbouncer) -> None:  # type: ignore[no-untyped-def]
-    from workbench.engine import create_engine
+    from workbench.core.engine import create_engine
+    from workbench.core.settings import ConnectionMode
     from workbench.policies.why import explain
-    from workbench.settings import ConnectionMode
 
     engine = create_engine(pgbouncer.url, ConnectionMode.TRANSACTION)
     try:

@@ -37,7 +37,7 @@ def ip(settings):  # type: ignore[no-untyped-def]
     """A real IPython shell with the workbench extension, connected to the session stand-in."""
     from IPython.testing.globalipapp import get_ipython, start_ipython
 
-    from workbench import core
+    from workbench.notebook import session as core
 
     shell = start_ipython() or get_ipython()  # the testing shell is process-wide
     assert shell is not None

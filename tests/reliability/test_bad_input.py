@@ -26,15 +26,22 @@ from IPython.core.error import UsageError
 
 from reliability.checks import snapshot
 from reliability.figures import Figures
-from workbench.errors import Category, WorkbenchError
-from workbench.identity import IdentityError, parse_claims
+from workbench.backend.tokens import (
+    TokenError,
+    TokenVerifier,
+    access_token_claims,
+    api_key_claims,
+    generate_es256_key,
+    mint,
+)
+from workbench.core.errors import Category, WorkbenchError
+from workbench.core.identity import IdentityError, parse_claims
+from workbench.core.query import QueryUsageError
+from workbench.core.settings import Settings, SettingsError
+from workbench.core.sqltext import BoundStatement, MissingParameter, SQLSyntaxError, bind_parameters, split_statements
 from workbench.local.standin import LocalStandIn
-from workbench.local.storage_api import StorageError, check_key
-from workbench.magics import split_line_magic
-from workbench.query import QueryUsageError
-from workbench.settings import Settings, SettingsError
-from workbench.sqltext import BoundStatement, MissingParameter, SQLSyntaxError, bind_parameters, split_statements
-from workbench.tokens import TokenError, TokenVerifier, access_token_claims, api_key_claims, generate_es256_key, mint
+from workbench.local.storage_api import StorageApiError, check_key
+from workbench.notebook.magics import split_line_magic
 
 ALICE = "11111111-1111-4111-8111-111111111111"
 REFUSED = (WorkbenchError, QueryUsageError, IdentityError, SQLSyntaxError, MissingParameter, UsageError)
@@ -88,7 +95,7 @@ MALFORMED_SQL = [
 
 
 def test_malformed_sql_gets_a_clear_error_and_changes_nothing(ip, standin: LocalStandIn, figures: Figures) -> None:  # type: ignore[no-untyped-def]
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     before = run_sync(_snapshot(standin.dsn()))
     tried = 0
@@ -162,7 +169,7 @@ def test_a_role_claim_shows_in_what_the_user_is_told(ip) -> None:  # type: ignor
 
 
 def test_wrong_passwords_get_supabase_errors_and_change_nothing(own_standin: LocalStandIn, figures: Figures) -> None:
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     url = f"{own_standin.api_url()}/auth/v1/token?grant_type=password"
     headers = {"apikey": own_standin.keys().anon_key}
@@ -329,7 +336,7 @@ def test_expired_and_mangled_tokens_get_typed_reasons(figures: Figures) -> None:
 def test_limit_and_default_cap_bound_what_is_fetched(ip, figures: Figures) -> None:  # type: ignore[no-untyped-def]
     """Ten million rows asked for: ``--limit`` fetches what it says, the default cap a million, and the footer
     says how to get more; memory stays bounded by the cap, not by the result."""
-    from workbench.query import DEFAULT_MAX_ROWS
+    from workbench.core.query import DEFAULT_MAX_ROWS
 
     proc = psutil.Process()
     started = time.perf_counter()
@@ -453,7 +460,7 @@ def test_odd_and_binary_storage_names_and_bytes(own_standin: LocalStandIn, bucke
 
 def test_huge_upload_is_refused_and_leaves_nothing(own_standin: LocalStandIn, bucket: str, figures: Figures) -> None:
     """60 MB against the default 50 MiB limit: 413 in Supabase's shape, no row, no partial file."""
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     key = own_standin.keys().service_role_key
     headers = {"Authorization": f"Bearer {key}", "apikey": key, "content-type": "application/octet-stream"}
@@ -547,7 +554,7 @@ def test_property_storage_keys_are_valid_or_refused(key: str) -> None:
     _count("storage_keys")
     try:
         accepted = check_key(key)
-    except StorageError as exc:
+    except StorageApiError as exc:
         assert exc.status == 400 and exc.code == "InvalidKey" and exc.message.startswith("Invalid key: ")
         return
     assert accepted == key and key and key.isascii() and not key.startswith("/")
@@ -617,7 +624,7 @@ _magic_words = st.sampled_from(
 def test_property_line_magic_splitting_raises_only_usage_errors(line: str) -> None:
     from IPython.core.magic_arguments import parse_argstring
 
-    from workbench.magics import WorkbenchMagics
+    from workbench.notebook.magics import WorkbenchMagics
 
     _count("magic_lines")
     try:

@@ -31,15 +31,15 @@ from reliability.checks import (
     wait_gone,
 )
 from reliability.figures import Figures
-from workbench.core import Workbench
-from workbench.errors import Category, WorkbenchError, classify
-from workbench.identity import Identity
+from workbench.backend.retry import Outcome, RetryEvent, RetryPolicy, retry
+from workbench.core.errors import Category, WorkbenchError, classify
+from workbench.core.identity import Identity
+from workbench.core.settings import Settings
 from workbench.local.demo import demo_users
 from workbench.local.postgres import pid_alive
 from workbench.local.settings import standin_settings
 from workbench.local.standin import LocalStandIn, StandInError
-from workbench.retry import Outcome, RetryEvent, RetryPolicy, retry
-from workbench.settings import Settings
+from workbench.notebook.session import Workbench
 
 ALICE = "11111111-1111-4111-8111-111111111111"
 FAST = RetryPolicy(max_attempts=8, base_delay=0.05, max_delay=0.5, max_elapsed=30)
@@ -91,7 +91,7 @@ def assert_clear_connection_error(exc: BaseException) -> None:
 
 
 def test_sbquery_survives_a_backend_terminated_mid_statement(ip, standin: LocalStandIn, figures: Figures) -> None:  # type: ignore[no-untyped-def]
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     dsn = standin.dsn()
     table = run_sync(make_table(dsn, 50))

@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reliability.checks import active_backends, wait_for, wait_gone
 from reliability.figures import Figures
-from workbench.engine import EngineOptions, create_engine
-from workbench.errors import WorkbenchError
-from workbench.identity import Identity
-from workbench.impersonation import impersonating, sessionmaker_for
+from workbench.core.engine import EngineOptions, create_engine
+from workbench.core.errors import WorkbenchError
+from workbench.core.identity import Identity
+from workbench.core.impersonation import impersonating, sessionmaker_for
+from workbench.core.query import QueryUsageError, run_query
+from workbench.core.settings import ConnectionMode
 from workbench.local.standin import LocalStandIn
-from workbench.query import QueryUsageError, run_query
-from workbench.settings import ConnectionMode
 
 pytestmark = pytest.mark.pgbouncer
 
@@ -399,7 +399,7 @@ async def test_kernel_interrupts_mid_query_never_leak(kernel, one_server_engine,
     setup = await asyncio.to_thread(
         _execute,
         kc,
-        "%load_ext workbench\nimport workbench\nfrom workbench.settings import Settings\n"
+        "%load_ext workbench\nimport workbench\nfrom workbench.core.settings import Settings\n"
         f"wb = workbench.connect(Settings(db_url={bouncer.dsn!r}, db_mode='transaction'))\n_out = {str(out)!r}",
     )
     assert setup["status"] == "ok", setup

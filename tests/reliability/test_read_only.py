@@ -19,14 +19,14 @@ from IPython.core.error import UsageError
 
 from reliability.checks import Snapshot, snapshot
 from reliability.figures import Figures
-from workbench.engine import EngineOptions
-from workbench.errors import WorkbenchError
-from workbench.identity import IdentityError
+from workbench.core.engine import EngineOptions
+from workbench.core.errors import WorkbenchError
+from workbench.core.identity import IdentityError
+from workbench.core.query import QueryUsageError
+from workbench.core.settings import Settings
+from workbench.core.sqltext import SQLSyntaxError
 from workbench.local.settings import standin_settings
 from workbench.local.standin import LocalStandIn
-from workbench.query import QueryUsageError
-from workbench.settings import Settings
-from workbench.sqltext import SQLSyntaxError
 
 TAG = uuid.uuid4().hex[:8]
 FN = f"public.wb_ro_side_effect_{TAG}"
@@ -134,7 +134,7 @@ REFUSALS: tuple[type[Exception], ...] = (WorkbenchError, QueryUsageError, Identi
 
 @pytest.fixture(scope="module")
 def prepared(ip, standin: LocalStandIn) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     run_sync(_execute(standin.dsn(), SETUP))
     yield
@@ -160,7 +160,7 @@ async def _snapshot(dsn: str) -> Snapshot:
 def test_no_cell_without_write_changes_any_table(ip, prepared, standin: LocalStandIn, figures: Figures) -> None:  # type: ignore[no-untyped-def]
     import psycopg
 
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     dsn = standin.dsn()
     before = run_sync(_snapshot(dsn))
@@ -201,7 +201,7 @@ def test_no_cell_without_write_changes_any_table(ip, prepared, standin: LocalSta
 
 
 def test_line_magic_and_parameters_are_read_only_too(ip, standin: LocalStandIn, figures: Figures) -> None:  # type: ignore[no-untyped-def]
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     before = run_sync(_snapshot(standin.dsn()))
     ip.user_ns["wb_body"] = "from a variable'); delete from public.tasks; --"
@@ -230,9 +230,9 @@ def test_read_only_cells_cannot_run_programs_or_write_server_files(
     import os
     import tempfile
 
-    from workbench import core
-    from workbench._sync import run_sync
     from workbench.local.postgres import _bin_dir
+    from workbench.notebook import session as core
+    from workbench.notebook.bridge import run_sync
 
     own = own_standin
     outside = Path(tempfile.mkdtemp(prefix="wb-ro-"))
@@ -303,7 +303,7 @@ async def test_read_only_cells_leave_no_session_state_on_the_pooled_connection(
 ) -> None:
     """Through a transaction pooler the next client gets this server connection: anything a read-only cell
     leaves on it (a session lock, a named statement...) reaches someone else."""
-    from workbench.core import Workbench
+    from workbench.notebook.session import Workbench
 
     wb = Workbench(settings, options=EngineOptions(pool_size=1, max_overflow=0))
     try:

@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reliability.figures import Figures
-from workbench.engine import EngineOptions, create_engine
-from workbench.errors import WorkbenchError
-from workbench.identity import Identity, IdentityError
+from workbench.core.engine import EngineOptions, create_engine
+from workbench.core.errors import WorkbenchError
+from workbench.core.identity import Identity, IdentityError
+from workbench.core.query import QueryUsageError, run_query
+from workbench.core.settings import ConnectionMode
+from workbench.core.sqltext import SQLSyntaxError
 from workbench.local.standin import LocalStandIn
-from workbench.query import QueryUsageError, run_query
-from workbench.settings import ConnectionMode
-from workbench.sqltext import SQLSyntaxError
 
 pytestmark = pytest.mark.pgbouncer
 

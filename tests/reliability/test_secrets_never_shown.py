@@ -28,8 +28,8 @@ import pytest
 from notebook_rig import NOTEBOOKS, run_notebook
 
 from reliability.figures import Figures
+from workbench.backend.tokens import api_key_claims, generate_es256_key, mint
 from workbench.local.standin import LocalStandIn
-from workbench.tokens import api_key_claims, generate_es256_key, mint
 
 PIECE = 16  # any run of this many characters of a secret's random part counts as a leak
 
@@ -217,14 +217,14 @@ async def test_reprs_errors_and_logs_show_no_secret(
     configured: Configured, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, figures: Figures
 ) -> None:
     import workbench
-    from workbench.engine import EngineManager, create_engine
-    from workbench.errors import WorkbenchError, classify
-    from workbench.fastapi import SupabaseAuth, verifier_from_settings
+    from workbench.backend.fastapi import SupabaseAuth, verifier_from_settings
+    from workbench.backend.retry import RetryPolicy, retry
+    from workbench.backend.tokens import TokenError, TokenVerifier
+    from workbench.core.engine import EngineManager, create_engine
+    from workbench.core.errors import WorkbenchError, classify
+    from workbench.core.settings import Settings, SettingsError, load_settings
     from workbench.local.api import ApiContext
-    from workbench.retry import RetryPolicy, retry
-    from workbench.settings import Settings, SettingsError, load_settings
     from workbench.storage import admin_client
-    from workbench.tokens import TokenError, TokenVerifier
 
     for key, value in configured.env.items():
         monkeypatch.setenv(key, value)

@@ -22,13 +22,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reliability.figures import Figures
-from workbench.engine import EngineOptions, create_engine
-from workbench.errors import WorkbenchError
-from workbench.identity import Identity
-from workbench.impersonation import begin_script, sessionmaker_for
+from workbench.core.engine import EngineOptions, create_engine
+from workbench.core.errors import WorkbenchError
+from workbench.core.identity import Identity
+from workbench.core.impersonation import begin_script, sessionmaker_for
+from workbench.core.query import QueryUsageError, TransactionEnded, _check_transaction, _execute_one, run_query
+from workbench.core.settings import ConnectionMode
 from workbench.local.standin import LocalStandIn
-from workbench.query import QueryUsageError, TransactionEnded, _check_transaction, _execute_one, run_query
-from workbench.settings import ConnectionMode
 
 pytestmark = pytest.mark.pgbouncer
 

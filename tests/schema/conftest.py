@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from schema_rig import PAGILA, create_database, run_sql
 
-from workbench._sync import run_sync
 from workbench.local.standin import BOOTSTRAP_SQL, LocalStandIn
+from workbench.notebook.bridge import run_sync
 
 
 @pytest.fixture()

@@ -179,7 +179,7 @@ async def test_enum_arrays_insert_and_read_back_through_asyncpg(
 
 @pytest.fixture(scope="module")
 def demo_db(standin: LocalStandIn) -> Any:
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     return run_sync(reflect_dsn(standin.dsn(), ["public"]))
 
@@ -243,7 +243,7 @@ def test_nonativeenums_types_columns_as_str(demo_db: Any) -> None:
 
 
 def test_noviews_leaves_views_out(pagila_dsn: str) -> None:
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     db = run_sync(reflect_dsn(pagila_dsn, ["public"]))
     assert "CREATE OR REPLACE VIEW public.film_list" in generate(db).text

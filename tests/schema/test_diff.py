@@ -16,7 +16,7 @@ def _db() -> m.Database:
         "public",
         "tasks",
         columns=[
-            m.Column("id", m.TypeRef("bigint", "int8"), nullable=False, identity=m.Identity(always=True)),
+            m.Column("id", m.TypeRef("bigint", "int8"), nullable=False, identity=m.ColumnIdentity(always=True)),
             m.Column("title", text, nullable=False),
             m.Column("body", text, default="''::text"),
         ],

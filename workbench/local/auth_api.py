@@ -9,7 +9,7 @@ against a Supabase project:
 - errors are ``{"code": 400, "error_code": "invalid_credentials", "msg": "..."}``, or, when the request
   says ``X-Supabase-Api-Version: 2024-01-01`` (the official clients always do),
   ``{"code": "invalid_credentials", "message": "..."}`` with that header echoed;
-- access tokens carry Supabase's claims (:func:`workbench.tokens.access_token_claims`), issuer
+- access tokens carry Supabase's claims (:func:`workbench.backend.tokens.access_token_claims`), issuer
   ``<api_url>/auth/v1``, signed HS256 with the JWT secret, or ES256 with the stand-in's key when the
   API process runs with ``WORKBENCH_AUTH_SIGNING=es256``. The ES256 public key is always published at
   ``/.well-known/jwks.json`` (as a Supabase project publishes its standby key), so verifiers that use
@@ -55,10 +55,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from workbench.errors import classify
-from workbench.identity import json_object
+from workbench.backend.tokens import JWKSCache, MissingClaim, TokenError, TokenVerifier, access_token_claims, mint
+from workbench.core.errors import classify
+from workbench.core.identity import json_object
 from workbench.local.inbox import Inbox, Message
-from workbench.tokens import JWKSCache, MissingClaim, TokenError, TokenVerifier, access_token_claims, mint
 
 if TYPE_CHECKING:
     import asyncpg
@@ -113,7 +113,7 @@ MAIL_TOKEN_TYPES = {
 NO_EXP_MESSAGE = (
     "invalid JWT: the token has no exp claim. GoTrue accepts service-role tokens without one; the local "
     "stand-in refuses them, because a token that never expires cannot be revoked. Mint it with an expiry "
-    "(workbench.tokens.mint with exp, or the stand-in's own keys)."
+    "(workbench.backend.tokens.mint with exp, or the stand-in's own keys)."
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^[1-9]\d{1,14}$")

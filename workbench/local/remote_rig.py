@@ -14,7 +14,7 @@ One :class:`RemoteRig` starts, on loopback only:
   server->client flight is one turn. It counts encrypted traffic too, since it never parses it.
 
 Connection strings have the shape the dashboard shows, pointed at the rig's host and ports, so they go
-through :class:`workbench.settings.Settings` unchanged. Start it with ``workbench local remote-rig start``.
+through :class:`workbench.core.settings.Settings` unchanged. Start it with ``workbench local remote-rig start``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from workbench.local.pgbouncer import LocalPgBouncer, find_pgbouncer
 from workbench.local.postgres import free_port
 
 if TYPE_CHECKING:
+    from workbench.core.settings import Settings
     from workbench.local.standin import LocalStandIn
-    from workbench.settings import Settings
 
 MAX_ONE_WAY_DELAY_MS = 1000.0
 _MAX_QUEUED_CHUNKS = 256
@@ -533,7 +533,7 @@ class RemoteRig:
 
     def settings(self, kind: str = "direct", sslmode: str | None = None, **overrides: Any) -> Settings:
         """Workbench settings for ``kind``, as a user configures a real project (plus the stand-in's keys)."""
-        from workbench.settings import ConnectionMode, Settings
+        from workbench.core.settings import ConnectionMode, Settings
 
         assert self.standin is not None
         keys = self.standin.keys()

@@ -1,6 +1,6 @@
 """Settings that point at the local stand-in, starting it when needed.
 
-:mod:`workbench.settings` only reads configuration (it never starts processes); the callers that want
+:mod:`workbench.core.settings` only reads configuration (it never starts processes); the callers that want
 "the project if configured, else the local stand-in" (``workbench.connect()``, ``%sbconnect``,
 ``workbench doctor``, the notebooks) call :func:`resolve_settings` here.
 """
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.extras import require
+from workbench.core.extras import require
 
 require("local", "The local Supabase stand-in")
 
+from workbench.core.settings import ConnectionMode, Settings  # noqa: E402
 from workbench.local.standin import LocalStandIn  # noqa: E402 - after the check that names the extra
-from workbench.settings import ConnectionMode, Settings  # noqa: E402
 
 __all__ = ["resolve_settings", "standin_settings"]
 

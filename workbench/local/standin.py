@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.exceptions import WorkbenchUserError
+from workbench.core.exceptions import WorkbenchUserError
 from workbench.local.postgres import EmbeddedPostgres, free_port, pid_alive
 from workbench.local.postgres import _open_private as open_private
 
@@ -317,8 +317,8 @@ class LocalStandIn:
 
     # -- bootstrap -----------------------------------------------------------------------------------
     def _bootstrap(self, *, demo: bool) -> None:
-        from workbench._sync import run_sync
         from workbench.local import demo as demo_data
+        from workbench.notebook.bridge import run_sync
 
         run_sync(self._execute_script(BOOTSTRAP_SQL.read_text()))
         if demo:
@@ -326,7 +326,7 @@ class LocalStandIn:
 
     def bootstrap(self) -> None:
         """Re-run the idempotent Supabase bootstrap (after upgrading the workbench, for example)."""
-        from workbench._sync import run_sync
+        from workbench.notebook.bridge import run_sync
 
         run_sync(self._execute_script(BOOTSTRAP_SQL.read_text()))
 
@@ -342,7 +342,7 @@ class LocalStandIn:
     def _require_passwords(self, port: int, keys: LocalKeys) -> None:
         """A cluster from before passwords trusts local TCP: set the generated passwords over that last
         trusted connection, then switch ``pg_hba.conf`` to SCRAM and reload."""
-        from workbench._sync import run_sync
+        from workbench.notebook.bridge import run_sync
 
         async def secure() -> None:
             import asyncpg
@@ -360,7 +360,7 @@ class LocalStandIn:
     def _apply_roles(self, keys: LocalKeys) -> None:
         """The login roles and their generated passwords (idempotent, at every start: older stand-ins get
         them too). Each service logs in as a role that can only become the API roles."""
-        from workbench._sync import run_sync
+        from workbench.notebook.bridge import run_sync
 
         statements = [ROLES_SQL.read_text()]
         statements += [_password_sql(role, keys.db_password(role)) for role in LOGIN_ROLES if role != "postgres"]
@@ -368,7 +368,7 @@ class LocalStandIn:
 
     def run_sql_file(self, path: Path | str) -> None:
         """Apply a SQL file (a migration written for Supabase) as ``postgres``, in one transaction."""
-        from workbench._sync import run_sync
+        from workbench.notebook.bridge import run_sync
 
         sql = Path(path).read_text()
         run_sync(self._execute_script(f"begin;\n{sql}\n;commit;"))

@@ -18,9 +18,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from workbench.identity import IdentityError
+from workbench.core.identity import IdentityError
 from workbench.local import blobs
-from workbench.local.storage_errors import StorageError, bad_request, from_db
+from workbench.local.storage_errors import StorageApiError, bad_request, from_db
 from workbench.local.storage_names import check_key
 from workbench.local.storage_service import Handler, StorageService
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from workbench.local.api import ApiContext
 
 
-__all__ = ["StorageError", "build_app", "check_key"]
+__all__ = ["StorageApiError", "build_app", "check_key"]
 
 
 # --------------------------------------------------------------------------------------------- app
@@ -40,7 +40,7 @@ def _endpoint(handler: Handler) -> Handler:
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request)
-        except StorageError as exc:
+        except StorageApiError as exc:
             return exc.response()
         except asyncpg.PostgresError as exc:
             return from_db(exc).response()

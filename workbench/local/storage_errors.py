@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------------------------- errors
 
 
-class StorageError(Exception):
+class StorageApiError(Exception):
     """An error answered as Supabase Storage answers it."""
 
     def __init__(self, status: int, code: str, message: str, error: str | None = None) -> None:
@@ -35,49 +35,51 @@ class StorageError(Exception):
         return JSONResponse(self.body(), status_code=500 if self.status == 500 else 400)
 
 
-def no_such_bucket() -> StorageError:
-    return StorageError(404, "NoSuchBucket", "Bucket not found", "Bucket not found")
+def no_such_bucket() -> StorageApiError:
+    return StorageApiError(404, "NoSuchBucket", "Bucket not found", "Bucket not found")
 
 
-def no_such_key() -> StorageError:
-    return StorageError(404, "NoSuchKey", "Object not found", "not_found")
+def no_such_key() -> StorageApiError:
+    return StorageApiError(404, "NoSuchKey", "Object not found", "not_found")
 
 
-def invalid_key(key: str, why: str = "") -> StorageError:
+def invalid_key(key: str, why: str = "") -> StorageApiError:
     shown = key if len(key) <= 200 else key[:200] + "..."
-    return StorageError(400, "InvalidKey", f"Invalid key: {shown}{why}")
+    return StorageApiError(400, "InvalidKey", f"Invalid key: {shown}{why}")
 
 
-def invalid_bucket_name(name: str) -> StorageError:
-    return StorageError(400, "InvalidBucketName", "Bucket name invalid", "Invalid Input")
+def invalid_bucket_name(name: str) -> StorageApiError:
+    return StorageApiError(400, "InvalidBucketName", "Bucket name invalid", "Invalid Input")
 
 
-def access_denied(message: str) -> StorageError:
-    return StorageError(403, "AccessDenied", message or "Access denied", "Unauthorized")
+def access_denied(message: str) -> StorageApiError:
+    return StorageApiError(403, "AccessDenied", message or "Access denied", "Unauthorized")
 
 
-def already_exists() -> StorageError:
-    return StorageError(409, "ResourceAlreadyExists", "The resource already exists", "Duplicate")
+def already_exists() -> StorageApiError:
+    return StorageApiError(409, "ResourceAlreadyExists", "The resource already exists", "Duplicate")
 
 
-def entity_too_large(entity: str = "object") -> StorageError:
-    return StorageError(413, "EntityTooLarge", f"The {entity} exceeded the maximum allowed size", "Payload too large")
+def entity_too_large(entity: str = "object") -> StorageApiError:
+    return StorageApiError(
+        413, "EntityTooLarge", f"The {entity} exceeded the maximum allowed size", "Payload too large"
+    )
 
 
-def invalid_mime_type(mimetype: str) -> StorageError:
-    return StorageError(415, "InvalidMimeType", f"mime type {mimetype} is not supported", "invalid_mime_type")
+def invalid_mime_type(mimetype: str) -> StorageApiError:
+    return StorageApiError(415, "InvalidMimeType", f"mime type {mimetype} is not supported", "invalid_mime_type")
 
 
-def invalid_request(message: str) -> StorageError:
-    return StorageError(400, "InvalidRequest", message)
+def invalid_request(message: str) -> StorageApiError:
+    return StorageApiError(400, "InvalidRequest", message)
 
 
-def bad_request(message: str) -> StorageError:
+def bad_request(message: str) -> StorageApiError:
     """Request validation failures (Supabase's schema errors)."""
-    return StorageError(400, "InvalidRequest", message, "Bad Request")
+    return StorageApiError(400, "InvalidRequest", message, "Bad Request")
 
 
-def from_db(exc: asyncpg.PostgresError) -> StorageError:
+def from_db(exc: asyncpg.PostgresError) -> StorageApiError:
     """Supabase's mapping of PostgreSQL errors (``DBError.fromDBError``)."""
     state = exc.sqlstate
     message = str(exc)
@@ -88,11 +90,11 @@ def from_db(exc: asyncpg.PostgresError) -> StorageError:
     if state == "23505":
         return already_exists()
     if state == "23503":
-        return StorageError(404, "InvalidRequest", "The related resource does not exist")
+        return StorageApiError(404, "InvalidRequest", "The related resource does not exist")
     if state in ("55P03",):
-        return StorageError(423, "ResourceLocked", "The resource is locked")
+        return StorageApiError(423, "ResourceLocked", "The resource is locked")
     if state == "57014":
-        return StorageError(544, "DatabaseTimeout", "The connection to the database timed out")
+        return StorageApiError(544, "DatabaseTimeout", "The connection to the database timed out")
     if state == "22P02":
-        return StorageError(400, "InvalidParameter", message or "Invalid value format or type conversion failed")
-    return StorageError(500, "DatabaseError", f"database error, code: {state}")
+        return StorageApiError(400, "InvalidParameter", message or "Invalid value format or type conversion failed")
+    return StorageApiError(500, "DatabaseError", f"database error, code: {state}")

@@ -13,7 +13,7 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from workbench.local.storage_errors import StorageError, bad_request
+from workbench.local.storage_errors import StorageApiError, bad_request
 
 __all__ = ["MAX_DIMENSION", "MAX_SOURCE_BYTES", "Transform", "render"]
 
@@ -80,20 +80,20 @@ def render(data: bytes, transform: Transform) -> tuple[bytes, str]:
     try:
         from PIL import Image, ImageOps
     except ModuleNotFoundError:
-        raise StorageError(
+        raise StorageApiError(
             400,
             "FeatureNotEnabled",
             "Image transformation needs Pillow in the workbench's environment: pip install pillow",
         ) from None
     if len(data) > MAX_SOURCE_BYTES:
-        raise StorageError(413, "EntityTooLarge", "Image too large to transform (over 25 MB)", "Payload too large")
+        raise StorageApiError(413, "EntityTooLarge", "Image too large to transform (over 25 MB)", "Payload too large")
     Image.MAX_IMAGE_PIXELS = 50_000_000  # refuse decompression bombs instead of allocating them
     try:
         image: Image.Image = Image.open(io.BytesIO(data))
         source_format = getattr(image, "format", None) or "PNG"
         image.load()
     except (OSError, Image.DecompressionBombError, ValueError):
-        raise StorageError(
+        raise StorageApiError(
             422, "InvalidImage", "The object is not an image Pillow can read", "Unprocessable Entity"
         ) from None
     target = FORMATS[transform.format] or source_format
@@ -114,5 +114,7 @@ def render(data: bytes, transform: Transform) -> tuple[bytes, str]:
     try:
         image.save(out, format=target, quality=transform.quality)
     except (KeyError, OSError):
-        raise StorageError(400, "InvalidRequest", f"This Pillow cannot write {target}: choose another format") from None
+        raise StorageApiError(
+            400, "InvalidRequest", f"This Pillow cannot write {target}: choose another format"
+        ) from None
     return out.getvalue(), MIME[target]

@@ -2,7 +2,7 @@
 
 Metadata lives in ``storage.buckets`` / ``storage.objects``; every metadata query that Supabase runs as the
 caller runs here as the caller too (one transaction-local ``set_config`` statement first, see
-:mod:`workbench.impersonation`), so the policies on those tables decide exactly as on Supabase and the
+:mod:`workbench.core.impersonation`), so the policies on those tables decide exactly as on Supabase and the
 service key bypasses them. Lookups Supabase makes "as super user" (bucket limits, public buckets, signed
 URLs) run as the connection's own role. Bytes live in :mod:`workbench.local.blobs` files named by version
 id, never by key, so no key can reach outside the data folder.
@@ -34,11 +34,7 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from workbench.identity import Identity
-from workbench.impersonation import apply_statement
-from workbench.local import blobs
-from workbench.local.storage_images import MAX_SOURCE_BYTES, Transform, render
-from workbench.tokens import (
+from workbench.backend.tokens import (
     InvalidSignature,
     MalformedToken,
     MissingClaim,
@@ -47,12 +43,16 @@ from workbench.tokens import (
     TokenVerifier,
     mint,
 )
+from workbench.core.identity import Identity
+from workbench.core.impersonation import apply_statement
+from workbench.local import blobs
+from workbench.local.storage_images import MAX_SOURCE_BYTES, Transform, render
 
 if TYPE_CHECKING:
     from workbench.local.api import ApiContext
 
 from workbench.local.storage_errors import (
-    StorageError,
+    StorageApiError,
     access_denied,
     already_exists,
     bad_request,
@@ -153,7 +153,7 @@ def global_file_size_limit(storage_dir: Path) -> int:
 
 
 @dataclass(frozen=True)
-class Caller:
+class StorageCaller:
     """Who sent the request: verified claims, or nobody (``claims is None``)."""
 
     claims: dict[str, Any] | None
@@ -219,24 +219,24 @@ class StorageService:
         return self.ctx.storage_dir
 
     # -- plumbing ------------------------------------------------------------------------------------
-    async def caller(self, request: Request, *, allow_invalid: bool = False) -> Caller:
+    async def caller(self, request: Request, *, allow_invalid: bool = False) -> StorageCaller:
         header = request.headers.get("authorization", "")
         token = re.sub(r"^Bearer\s+", "", header, flags=re.IGNORECASE).strip()
         if not token and allow_invalid:
-            return Caller(None)
+            return StorageCaller(None)
         try:
             if not token:
                 raise MalformedToken("jwt must be provided")
             claims = await self.verifier.averify(token)
         except TokenError as exc:
             if allow_invalid:
-                return Caller(None)
+                return StorageCaller(None)
             message = "jwt must be provided" if not token else _jwt_message(exc)
             raise access_denied(message) from None
-        return Caller(claims)
+        return StorageCaller(claims)
 
     @contextlib.asynccontextmanager
-    async def transaction(self, caller: Caller | None) -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self, caller: StorageCaller | None) -> AsyncIterator[asyncpg.Connection]:
         """One transaction as ``caller`` (policies apply), or as the connection's role for ``None``."""
         async with self.ctx.require_pool().acquire() as conn, conn.transaction():
             if caller is not None:
@@ -244,7 +244,7 @@ class StorageService:
                 await conn.execute(sql, *args)
             yield conn
 
-    async def find_bucket(self, bucket_id: str, caller: Caller | None) -> asyncpg.Record:
+    async def find_bucket(self, bucket_id: str, caller: StorageCaller | None) -> asyncpg.Record:
         async with self.transaction(caller) as conn:
             row = await conn.fetchrow("select * from storage.buckets where id = $1", bucket_id)
         if row is None:
@@ -255,7 +255,7 @@ class StorageService:
         async with self.transaction(None) as conn:
             return await conn.fetchrow("select * from storage.buckets where id = $1", bucket_id)
 
-    async def find_object(self, bucket_id: str, name: str, caller: Caller | None) -> asyncpg.Record:
+    async def find_object(self, bucket_id: str, name: str, caller: StorageCaller | None) -> asyncpg.Record:
         async with self.transaction(caller) as conn:
             row = await conn.fetchrow(
                 "select * from storage.objects where bucket_id = $1 and name = $2", bucket_id, name
@@ -393,7 +393,7 @@ class StorageService:
             if found is None:
                 raise no_such_bucket()
             if await conn.fetchval("select exists(select 1 from storage.objects where bucket_id = $1)", bucket_id):
-                raise StorageError(409, "ResourceNotEmpty", "The bucket you tried to delete is not empty")
+                raise StorageApiError(409, "ResourceNotEmpty", "The bucket you tried to delete is not empty")
             sql, args = apply_statement(caller.identity)
             await conn.execute(sql, *args)
             await conn.execute("select set_config('storage.allow_delete_query', 'true', true)")
@@ -508,7 +508,7 @@ class StorageService:
 
     async def search(
         self,
-        caller: Caller,
+        caller: StorageCaller,
         bucket_id: str,
         prefix: str,
         search: str,
@@ -569,7 +569,7 @@ class StorageService:
         request: Request,
         bucket_id: str,
         name: str,
-        caller: Caller | None,
+        caller: StorageCaller | None,
         owner: str | None,
         upsert: bool,
     ) -> dict[str, Any]:
@@ -632,7 +632,7 @@ class StorageService:
         return {"Id": str(object_id), "Key": f"{bucket_id}/{name}"}
 
     async def check_can_upload(
-        self, caller: Caller | None, bucket_id: str, name: str, owner: str | None, upsert: bool
+        self, caller: StorageCaller | None, bucket_id: str, name: str, owner: str | None, upsert: bool
     ) -> None:
         """Supabase's ``canUpload``: try the insert (or upsert) as the caller, then roll it back."""
         if caller is None:
@@ -649,7 +649,7 @@ class StorageService:
 
     async def record_object(
         self,
-        caller: Caller | None,
+        caller: StorageCaller | None,
         bucket_id: str,
         name: str,
         owner: str | None,
@@ -685,7 +685,9 @@ class StorageService:
         ``"default"`` (a JWT if any; without one only public buckets are readable)."""
         bucket_id = check_bucket_name(request.path_params["bucket"])
         name = request.path_params["path"]
-        caller = Caller(None) if mode == "public" else await self.caller(request, allow_invalid=mode == "default")
+        caller = (
+            StorageCaller(None) if mode == "public" else await self.caller(request, allow_invalid=mode == "default")
+        )
         bucket = await self.bucket_or_none(bucket_id)
         if bucket is None or ((mode == "public" or not caller.authenticated) and not bucket["public"]):
             raise no_such_bucket()
@@ -940,9 +942,9 @@ class StorageService:
         try:
             claims = await self.url_verifier.averify(token)
         except TokenError as exc:
-            raise StorageError(400, "InvalidJWT", _jwt_message(exc)) from None
+            raise StorageApiError(400, "InvalidJWT", _jwt_message(exc)) from None
         if claims.get("url") != f"{bucket_id}/{name}":
-            raise StorageError(400, "InvalidSignature", "Invalid signature")
+            raise StorageApiError(400, "InvalidSignature", "Invalid signature")
         return claims
 
     async def signed_download(self, request: Request) -> Response:
@@ -958,7 +960,7 @@ class StorageService:
         path = blobs.blob_path(self.storage_dir, row["version"])
         try:
             if path.stat().st_size > MAX_SOURCE_BYTES:
-                raise StorageError(
+                raise StorageApiError(
                     413, "EntityTooLarge", "Image too large to transform (over 25 MB)", "Payload too large"
                 )
             data = path.read_bytes()
@@ -1008,7 +1010,7 @@ class StorageService:
         name = request.path_params["path"]
         try:
             claims = await self.verify_url_token(request, bucket_id, name)
-        except StorageError:
+        except StorageApiError:
             await drain_request(request, None)
             raise
         owner = claims.get("owner") if isinstance(claims.get("owner"), str) else None

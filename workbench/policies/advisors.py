@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from workbench.core.sqlnames import qualified_name, quote_ident
 from workbench.policies.model import POLICY_COMMANDS, PolicyMatrixError
-from workbench.sqlnames import qualified_name, quote_ident
 
 if TYPE_CHECKING:
     import asyncpg
@@ -88,7 +88,7 @@ class LintSpec:
         )
 
 
-_q = qualified_name  # deprecated-for-merge: use workbench.sqlnames.qualified_name
+_q = qualified_name  # deprecated-for-merge: use workbench.core.sqlnames.qualified_name
 
 
 def _api_privilege_sql(ctx: _Context, oid_expr: str) -> str:

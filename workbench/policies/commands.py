@@ -124,7 +124,7 @@ async def matrix_for(
     engine: AsyncEngine, options: MatrixOptions, *, issuer: str = "http://127.0.0.1/auth/v1"
 ) -> PolicyMatrix:
     """Resolve the identities (default: the first users of ``auth.users``) and build the matrix."""
-    from workbench.identity import find_users
+    from workbench.core.identity import find_users
     from workbench.policies.matrix import build_matrix, resolve_identities
 
     async with engine.connect() as sa_conn:

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from workbench.identity import Identity, IdentityError, user_identity
+from workbench.core.identity import Identity, IdentityError, user_identity
+from workbench.core.sqltext import SQLSyntaxError, TokenKind, split_statements, tokenize
 from workbench.policies.advisors import Lint, run_advisors
 from workbench.policies.matrix import (
     OPERATIONS,
@@ -35,7 +36,6 @@ from workbench.policies.matrix import (
     build_matrix,
     split_user_spec,
 )
-from workbench.sqltext import SQLSyntaxError, TokenKind, split_statements, tokenize
 
 if TYPE_CHECKING:
     import asyncpg
@@ -677,7 +677,7 @@ async def _apply(conn: asyncpg.Connection, migration: Migration) -> MigrationFai
     return None
 
 
-def _plain_dsn(engine_or_dsn: AsyncEngine | str) -> str:
+def plain_dsn(engine_or_dsn: AsyncEngine | str) -> str:
     """A libpq DSN (password kept: it never leaves this process) from an engine or a URL."""
     from sqlalchemy.engine import make_url
 
@@ -709,7 +709,7 @@ async def policy_impact(
 
     started = time.perf_counter()
     loaded = load_migration(migration)
-    dsn = _plain_dsn(engine_or_dsn)
+    dsn = plain_dsn(engine_or_dsn)
     conn = await asyncpg.connect(dsn)
     try:
         if identities is None:
@@ -735,7 +735,7 @@ async def policy_impact(
 def policy_impact_sync(engine_or_dsn: AsyncEngine | str, migration: str | Path | Migration, *args: Any,
                        **kwargs: Any) -> PolicyImpact:  # fmt: skip
     """:func:`policy_impact` from synchronous code (a script, a CLI, a notebook cell without ``await``)."""
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
 
     return run_sync(policy_impact(engine_or_dsn, migration, *args, **kwargs))
 

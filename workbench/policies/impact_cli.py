@@ -49,7 +49,7 @@ def _dsn(args: argparse.Namespace) -> str:
     """The database to check: --db-url, else the project's settings, else the local stand-in."""
     if args.db_url:
         return str(args.db_url)
-    from workbench.settings import Settings
+    from workbench.core.settings import Settings
 
     project: Path | None = args.project
     if project is not None and not project.is_dir():
@@ -78,11 +78,11 @@ def _migration(args: argparse.Namespace) -> str | Path:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from workbench.core.settings import SettingsError
     from workbench.local.standin import StandInError
     from workbench.policies.impact import policy_impact_sync
     from workbench.policies.impact_report import load_allow_file, render_json, render_markdown, render_text
     from workbench.policies.model import PolicyMatrixError
-    from workbench.settings import SettingsError
 
     err = sys.stderr
     try:

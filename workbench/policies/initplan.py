@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from workbench.identity import Identity
-from workbench.impersonation import apply_statement
+from workbench.core.identity import Identity
+from workbench.core.impersonation import apply_statement
 from workbench.policies.model import PolicyMatrixError
 
 if TYPE_CHECKING:

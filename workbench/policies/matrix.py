@@ -22,8 +22,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from workbench.identity import Identity, IdentityError, parse_claims, user_identity
-from workbench.impersonation import apply_statement
+from workbench.core.identity import Identity, IdentityError, parse_claims, user_identity
+from workbench.core.impersonation import apply_statement
 from workbench.policies.model import (
     COLOURS,
     OPERATIONS,

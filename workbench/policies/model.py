@@ -11,10 +11,10 @@ import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from workbench.identity import Identity
-from workbench.query import QueryUsageError
+from workbench.core.identity import Identity
+from workbench.core.query import QueryUsageError
+from workbench.core.sqlnames import quote_ident as _quote_ident
 from workbench.schema import model as m
-from workbench.sqlnames import quote_ident as _quote_ident
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -141,7 +141,7 @@ class PolicyMatrix:
 
 
 # -- names ---------------------------------------------------------------------------------------------
-quote_ident = _quote_ident  # deprecated-for-merge: use workbench.sqlnames.quote_ident
+quote_ident = _quote_ident  # deprecated-for-merge: use workbench.core.sqlnames.quote_ident
 
 
 def qualify_table(name: str) -> str:

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from workbench.core.sqlnames import quote_ident
 from workbench.policies.model import Operation, PolicyMatrixError
 from workbench.schema import model as m
-from workbench.sqlnames import quote_ident
 
 if TYPE_CHECKING:
     import asyncpg
@@ -313,7 +313,7 @@ def dml_statement(table: m.Table, operation: Operation) -> str | None:
 
 
 def error_text(exc: BaseException) -> str:
-    from workbench.redaction import redact
+    from workbench.core.redaction import redact
 
     text = str(getattr(exc, "message", None) or exc)
     detail = getattr(exc, "detail", None)

@@ -37,11 +37,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from workbench.identity import Identity
-from workbench.impersonation import apply_statement
-from workbench.query import QueryUsageError
+from workbench.core.identity import Identity
+from workbench.core.impersonation import apply_statement
+from workbench.core.query import QueryUsageError
+from workbench.core.sqltext import (
+    TokenKind,
+    bind_parameters,
+    first_keyword,
+    resolve_arguments,
+    split_statements,
+    tokenize,
+)
 from workbench.schema import model as m
-from workbench.sqltext import TokenKind, bind_parameters, first_keyword, resolve_arguments, split_statements, tokenize
 
 if TYPE_CHECKING:
     import asyncpg
@@ -75,7 +82,7 @@ _PRIVILEGE = {"select": "SELECT", "insert": "INSERT", "update": "UPDATE", "delet
 
 class WhyError(QueryUsageError):
     """Bad input to the explainer (unknown table, unsupported statement): says what to do instead (shown by
-    the magics as one short message, like every :class:`~workbench.query.QueryUsageError`)."""
+    the magics as one short message, like every :class:`~workbench.core.query.QueryUsageError`)."""
 
 
 # -- result model --------------------------------------------------------------------------------------

@@ -73,8 +73,8 @@ def _connection(args: argparse.Namespace) -> tuple[str, bool]:
         return plain_dsn(args.db_url), ":6543/" in args.db_url
     configured = any(k.startswith("SUPABASE_") for k in os.environ) or Path(".env").exists()
     if configured:
+        from workbench.core.settings import Settings
         from workbench.schema.reflect import dsn_from_settings
-        from workbench.settings import Settings
 
         settings = Settings()
         if not settings.is_local:
@@ -85,7 +85,7 @@ def _connection(args: argparse.Namespace) -> tuple[str, bool]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
     from workbench.schema.codegen import CodegenError, check_options, generate
     from workbench.schema.reflect import ReflectError, reflect_dsn
 
@@ -151,7 +151,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace, dsn: str, schemas: list[str], options: frozenset[str]) -> int:
     """The check action: build into a throwaway database, diff against the source, print the report."""
-    from workbench._sync import run_sync
+    from workbench.notebook.bridge import run_sync
     from workbench.schema.roundtrip import check
 
     report = run_sync(

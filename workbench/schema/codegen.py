@@ -352,7 +352,7 @@ class _Generator:
                     rel.remote_side = [ent.attrs[c] for c in fk.ref_columns]
                 ent.rels.append(rel)
                 if bidi and target.form == "class":
-                    one_to_one = _is_unique(ent.table, fk.columns)
+                    one_to_one = is_unique(ent.table, fk.columns)
                     pending_back.append((ent, target, rel, base, one_to_one, paths))
         for ent, target, rel, base, one_to_one, paths in pending_back:
             if target is ent:
@@ -1103,7 +1103,7 @@ def _nextval(default: str | None) -> tuple[str | None, str] | None:
     return _split_qualified(found.group(1).replace("''", "'"))
 
 
-def _is_unique(t: m.Table, columns: list[str]) -> bool:
+def is_unique(t: m.Table, columns: list[str]) -> bool:
     wanted = set(columns)
     if t.primary_key is not None and set(t.primary_key.columns) == wanted:
         return True
@@ -1164,7 +1164,7 @@ def generate(
     return gen.render(header)
 
 
-def _sequence_options(seq: m.Sequence | m.Identity) -> list[str]:
+def _sequence_options(seq: m.Sequence | m.ColumnIdentity) -> list[str]:
     """The options a Sequence and an Identity column share, rendered only where they differ from the defaults."""
     args = []
     if seq.increment != 1:

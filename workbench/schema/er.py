@@ -86,10 +86,10 @@ def _entity(table: m.Table, columns: bool, external: bool) -> list[str]:
 
 def _cardinality(table: m.Table, fk: m.ForeignKey) -> str:
     """Child-to-parent crow's feet: many (or one, when the FK is unique) to exactly one (or zero or one)."""
-    from workbench.schema.codegen import _is_unique
+    from workbench.schema.codegen import is_unique
 
     nullable = any(table.column(c).nullable for c in fk.columns)
-    child = "|o" if _is_unique(table, fk.columns) else "}o"
+    child = "|o" if is_unique(table, fk.columns) else "}o"
     parent = "o|" if nullable else "||"
     return f"{child}--{parent}"
 

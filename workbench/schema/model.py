@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from workbench.sqlnames import qualified_name, quote_ident
+from workbench.core.sqlnames import qualified_name, quote_ident
 
 TableKind = Literal["table", "partitioned_table", "view", "materialized_view", "foreign_table"]
 TypeKind = Literal["base", "enum", "domain", "composite", "range", "multirange", "pseudo"]
@@ -48,7 +48,7 @@ class TypeRef:
 
 @dataclass
 class ColumnIdentity:
-    """``GENERATED {ALWAYS|BY DEFAULT} AS IDENTITY`` and its sequence options (not ``workbench.identity.Identity``,
+    """``GENERATED {ALWAYS|BY DEFAULT} AS IDENTITY`` and its sequence options (not ``workbench.core.identity.Identity``,
     who a query runs as)."""
 
     always: bool

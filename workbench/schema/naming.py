@@ -9,8 +9,8 @@ import keyword
 import re
 import unicodedata
 
-from workbench.sqlnames import RESERVED_WORDS, qualified_name, quote_literal
-from workbench.sqlnames import quote_ident as quote_ident  # re-exported: codegen and ddl import it from here
+from workbench.core.sqlnames import RESERVED_WORDS, qualified_name, quote_literal
+from workbench.core.sqlnames import quote_ident as quote_ident  # re-exported: codegen and ddl import it from here
 
 SA = "sqlalchemy"
 PG = "sqlalchemy.dialects.postgresql"
@@ -43,7 +43,7 @@ RESERVED = (
     | {name for names in IMPORTABLE.values() for name in names}
 )
 
-PG_RESERVED = RESERVED_WORDS  # one list for the whole package: workbench.sqlnames
+PG_RESERVED = RESERVED_WORDS  # one list for the whole package: workbench.core.sqlnames
 
 
 def _words(name: str) -> list[str]:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from workbench.exceptions import WorkbenchUserError
+from workbench.core.exceptions import WorkbenchUserError
 from workbench.schema import model as m
 from workbench.schema.naming import quote_ident as _quote
 
@@ -813,11 +813,8 @@ def plain_dsn(dsn: str) -> str:
     return dsn
 
 
-_plain_dsn = plain_dsn  # deprecated-for-merge: other branches may still import the private name
-
-
 def dsn_from_settings(settings: Any) -> tuple[str, bool]:
-    """The libpq DSN of a :class:`~workbench.settings.Settings` and whether a transaction pooler is in between."""
+    """The libpq DSN of a :class:`~workbench.core.settings.Settings` and whether a transaction pooler is in between."""
     url = settings.database_url("asyncpg")
     dsn = plain_dsn(url.render_as_string(hide_password=False))
     return dsn, settings.mode.value == "transaction"
@@ -829,7 +826,7 @@ async def reflect_settings(
     tables: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> m.Database:
-    """Reflect the database a :class:`~workbench.settings.Settings` points at."""
+    """Reflect the database a :class:`~workbench.core.settings.Settings` points at."""
     dsn, pooled = dsn_from_settings(settings)
     return await reflect_dsn(dsn, schemas, tables, progress, pooled=pooled)
 

@@ -40,11 +40,3 @@ async def test_reserved_words_are_the_servers(pg_dsn: str) -> None:
     finally:
         await conn.close()
     assert server == RESERVED_WORDS
-
-
-def test_old_names_are_aliases_until_the_merge() -> None:
-    from workbench.policies import advisors, model
-    from workbench.schema import codegen
-
-    assert codegen.quote_ident is quote_ident and model.quote_ident is quote_ident
-    assert codegen._qn is qualified_name and advisors._q is qualified_name

@@ -10,6 +10,7 @@ import pytest
 
 from workbench.core.identity import Identity
 from workbench.core.impersonation import apply_statement
+from workbench.core.sqlnames import quote_ident
 from workbench.policies.advisors import (
     LEVELS,
     LINTS,
@@ -17,7 +18,7 @@ from workbench.policies.advisors import (
     run_advisors,
     wrap_auth_calls,
 )
-from workbench.policies.matrix import PolicyMatrixError, quote_ident
+from workbench.policies.matrix import PolicyMatrixError
 
 from .conftest import fingerprint
 

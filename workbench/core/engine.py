@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from workbench.core import tls
-from workbench.core.settings import ConnectionMode, Settings
+from workbench.core.settings import ConnectionMode, Settings, asyncpg_engine_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -74,6 +74,7 @@ def create_engine(
         url = make_url(target) if isinstance(target, str) else target
         url, tls_config = tls.for_url(url.set(drivername="postgresql+asyncpg"))
         mode = ConnectionMode(mode) if mode is not None else ConnectionMode.DIRECT
+    url = asyncpg_engine_url(url)  # other libpq-only parameters: a settings error, not a TypeError later
 
     connect_args: dict[str, Any] = {
         "server_settings": {"application_name": opts.application_name},
@@ -233,8 +234,7 @@ def _roll_back_raw_transactions(engine: AsyncEngine) -> None:
     The query fast path resets in its own last message, so its connections cost no extra round trip here."""
     from sqlalchemy.util import await_only
 
-    from workbench.core.impersonation import SESSION_RESET, SESSION_RESET_POOLED
-    from workbench.core.query import clean_on_return
+    from workbench.core.impersonation import SESSION_RESET, SESSION_RESET_POOLED, clean_on_return
 
     reset = SESSION_RESET_POOLED if engine_mode(engine) is ConnectionMode.TRANSACTION else SESSION_RESET
 
@@ -258,8 +258,7 @@ def _reset_at_transaction_end(engine: AsyncEngine) -> None:
     own ROLLBACK that follows finds no transaction and changes nothing. The check-in reset is then skipped."""
     from sqlalchemy.util import await_only
 
-    from workbench.core.impersonation import SESSION_RESET_POOLED
-    from workbench.core.query import mark_clean, mark_used
+    from workbench.core.impersonation import SESSION_RESET_POOLED, mark_clean, mark_used
 
     def driver_of(conn: Any) -> Any:
         with contextlib.suppress(Exception):

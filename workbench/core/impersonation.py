@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -158,3 +159,26 @@ async def whoami(conn: AsyncConnection) -> dict[str, Any]:
         )
     ).one()
     return dict(row._mapping)
+
+
+# -- which pooled connections were just reset (shared by the query fast path and the engine's pool hooks)
+_CLEAN_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()  # reset by the fast path's last message
+
+
+def mark_clean(conn: object) -> None:
+    """Record that ``conn``'s session was just reset (see :func:`clean_on_return`)."""
+    _CLEAN_CONNECTIONS.add(conn)
+
+
+def mark_used(conn: object) -> None:
+    """``conn`` starts new work: its session may change again."""
+    _CLEAN_CONNECTIONS.discard(conn)
+
+
+def clean_on_return(conn: object) -> bool:
+    """True (once) when the query fast path already reset ``conn`` in its last message, so the pool's
+    check-in hook need not spend a round trip resetting it again."""
+    if conn in _CLEAN_CONNECTIONS:
+        _CLEAN_CONNECTIONS.discard(conn)
+        return True
+    return False

@@ -32,7 +32,16 @@ import pandas as pd
 from workbench.core.errors import Category, ClassifiedError, WorkbenchError, classify
 from workbench.core.exceptions import WorkbenchUserError
 from workbench.core.identity import Identity
-from workbench.core.impersonation import CELL_MARKER, SESSION_DIRTY, SESSION_RESET, SESSION_RESET_POOLED, begin_script
+from workbench.core.impersonation import (  # noqa: F401 (re-exported)
+    CELL_MARKER,
+    SESSION_DIRTY,
+    SESSION_RESET,
+    SESSION_RESET_POOLED,
+    begin_script,
+    clean_on_return,
+    mark_clean,
+    mark_used,
+)
 from workbench.core.sqltext import (
     bind_parameters,
     classify_statement,
@@ -50,7 +59,6 @@ DEFAULT_MAX_BYTES = 200 * 1024 * 1024  # without --limit, stop near this much re
 FIRST_BATCH = 64  # rows fetched first to measure the row size against the byte budget
 _INT_TYPES = {"int2", "int4", "int8", "oid"}
 _CODEC_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()  # asyncpg connections with our json codecs
-_CLEAN_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()  # reset by the fast path's last message
 
 
 class QueryError(WorkbenchError):
@@ -376,27 +384,8 @@ async def _end_cell(conn: asyncpg.Connection, ending: str, *, pooled: bool) -> B
         with contextlib.suppress(Exception):
             conn.terminate()
         return exc
-    _CLEAN_CONNECTIONS.add(conn)
+    mark_clean(conn)
     return None
-
-
-def mark_clean(conn: object) -> None:
-    """Record that ``conn``'s session was just reset (see :func:`clean_on_return`)."""
-    _CLEAN_CONNECTIONS.add(conn)
-
-
-def mark_used(conn: object) -> None:
-    """``conn`` starts new work: its session may change again."""
-    _CLEAN_CONNECTIONS.discard(conn)
-
-
-def clean_on_return(conn: object) -> bool:
-    """True (once) when the query fast path already reset ``conn`` in its last message, so the pool's
-    check-in hook need not spend a round trip resetting it again."""
-    if conn in _CLEAN_CONNECTIONS:
-        _CLEAN_CONNECTIONS.discard(conn)
-        return True
-    return False
 
 
 async def run_on_connection(
@@ -430,7 +419,7 @@ async def run_on_connection(
     if max_rows < 0:
         raise QueryUsageError(f"--limit must be >= 0, not {max_rows}.")
     await _prepare_codecs(conn)
-    _CLEAN_CONNECTIONS.discard(conn)
+    mark_used(conn)
     started = time.perf_counter()
     readonly = not write  # --explain --write: EXPLAIN ANALYZE the write, then roll it back
     marker = secrets.token_hex(8)

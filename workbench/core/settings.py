@@ -12,7 +12,7 @@ import enum
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -34,9 +34,9 @@ _PG_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psyco
 
 # libpq's sslmode values (the dashboard's connection strings may carry ``?sslmode=require``).
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-# libpq parameters SQLAlchemy's asyncpg dialect would hand to asyncpg.connect() as unknown keywords.
+# libpq parameters SQLAlchemy's asyncpg dialect would hand to asyncpg.connect() as unknown keywords
+# (``sslmode`` and ``sslrootcert`` are taken out before, by workbench.core.tls.for_url).
 _LIBPQ_ONLY = (
-    "sslrootcert",
     "sslcert",
     "sslkey",
     "sslcrl",
@@ -187,11 +187,6 @@ class Settings(BaseSettings):
             port = parts.port or SESSION_PORT
         except ValueError:
             raise _Problem("db_url", "has a port that is not a number. Fix: use 5432 or 6543.") from None
-        modes = [v for k, v in parse_qsl(parts.query) if k == "sslmode"]
-        if modes and (len(modes) > 1 or modes[0] not in SSL_MODES):
-            raise _Problem(
-                "db_url", f"has an sslmode that is not one of {', '.join(SSL_MODES)}. Fix: use sslmode=require."
-            )
         host, user = parts.hostname, parts.username or ""
         if host.endswith(".pooler.supabase.com"):
             self._check_pooler(host, port, user, "db_url")

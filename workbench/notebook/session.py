@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from workbench.core.engine import EngineOptions, create_engine, create_impersonation_engine
 from workbench.core.identity import Identity, IdentityError, check_role, find_users, user_identity
-from workbench.core.impersonation import sessionmaker_for
+from workbench.core.impersonation import mark_clean, sessionmaker_for
 from workbench.core.query import QueryOutcome, ResultFrame, result_frame, run_query
 from workbench.core.settings import ConnectionMode, Settings
 from workbench.notebook.bridge import shared_loop
@@ -124,6 +124,7 @@ class Workbench:
                 elif not as_user:
                     identity = Identity.for_role(role)
             await conn.rollback()
+            mark_clean(raw)  # only our own read-only lookups ran: no reset round trip at check-in
         return identity.with_claims(claims)
 
     def impersonate(self, identity: Identity) -> None:
@@ -136,6 +137,7 @@ class Workbench:
             assert raw is not None
             users = await find_users(raw, text, limit)
             await conn.rollback()
+            mark_clean(raw)  # only our own read-only lookup ran: no reset round trip at check-in
             return users
 
     # -- queries -------------------------------------------------------------------------------------

@@ -88,9 +88,6 @@ class LintSpec:
         )
 
 
-_q = qualified_name  # deprecated-for-merge: use workbench.core.sqlnames.qualified_name
-
-
 def _api_privilege_sql(ctx: _Context, oid_expr: str) -> str:
     """SQL true when an API role may select from the relation (false when there are no API roles)."""
     checks = [f"pg_catalog.has_table_privilege('{role}', {oid_expr}, 'SELECT')" for role in ctx.api_roles]
@@ -117,9 +114,9 @@ async def _rls_disabled_in_public(conn: asyncpg.Connection, ctx: _Context, spec:
             spec.result(
                 f"Table `{schema}.{table}` is in the exposed schema `{schema}` with row level security off: "
                 f"{who} can read (and with the default grants, change) every row through the Data API.",
-                f"""alter table {_q(schema, table)} enable row level security;
+                f"""alter table {qualified_name(schema, table)} enable row level security;
 -- then add a policy for each thing each role may do, for example:
--- create policy "signed-in users read" on {_q(schema, table)} for select to authenticated using (true);""",
+-- create policy "signed-in users read" on {qualified_name(schema, table)} for select to authenticated using (true);""",
                 schema=schema,
                 name=table,
                 type="table",
@@ -142,7 +139,7 @@ async def _policy_exists_rls_disabled(conn: asyncpg.Connection, ctx: _Context, s
         spec.result(
             f"Table `{schema}.{table}` has row level security policies ({', '.join(policies)}) but RLS is "
             "disabled, so none of them is applied: grants alone decide who sees what.",
-            f"alter table {_q(schema, table)} enable row level security;",
+            f"alter table {qualified_name(schema, table)} enable row level security;",
             schema=schema,
             name=table,
             type="table",
@@ -168,7 +165,7 @@ async def _rls_enabled_no_policy(conn: asyncpg.Connection, ctx: _Context, spec: 
             "anon and authenticated (only roles that bypass RLS, like service_role, see it).",
             f"""-- If only the service role should use this table, this is fine as it is. Otherwise add a policy
 -- for each thing each role may do, for example (choose the condition):
--- create policy "owners read their rows" on {_q(schema, table)}
+-- create policy "owners read their rows" on {qualified_name(schema, table)}
 --   for select to authenticated using ((select auth.uid()) = user_id);""",
             schema=schema,
             name=table,
@@ -196,7 +193,7 @@ async def _function_search_path_mutable(conn: asyncpg.Connection, ctx: _Context,
             spec.result(
                 f"{kind.capitalize()} `{schema}.{name}({args})` has a role mutable search_path: names in its body "
                 f"resolve through the caller's search_path.{risk}",
-                f"""alter {kind} {_q(schema, name)}({args}) set search_path = '';
+                f"""alter {kind} {qualified_name(schema, name)}({args}) set search_path = '';
 -- and schema-qualify every table and function its body uses (public.t, auth.uid(), ...)""",
                 schema=schema,
                 name=name,
@@ -225,7 +222,7 @@ async def _security_definer_view(conn: asyncpg.Connection, ctx: _Context, spec: 
         spec.result(
             f"View `{schema}.{view}` is SECURITY DEFINER (the default for views): it reads its tables with the "
             "view owner's rights, so their row level security policies do not apply to the API roles using it.",
-            f"alter view {_q(schema, view)} set (security_invoker = true);",
+            f"alter view {qualified_name(schema, view)} set (security_invoker = true);",
             schema=schema,
             name=view,
             type="view",
@@ -258,9 +255,9 @@ async def _auth_users_exposed(conn: asyncpg.Connection, ctx: _Context, spec: Lin
             spec.result(
                 f"{kind.capitalize()} `{schema}.{name}` reads auth.users and {' and '.join(readers)} can select "
                 "from it through the Data API: emails, phones and metadata of every user may be exposed.",
-                f"""revoke select on {_q(schema, name)} from {", ".join(readers)};
+                f"""revoke select on {qualified_name(schema, name)} from {", ".join(readers)};
 -- or keep it readable but subject to the caller's rights (views only):
--- alter view {_q(schema, name)} set (security_invoker = true);""",
+-- alter view {qualified_name(schema, name)} set (security_invoker = true);""",
                 schema=schema,
                 name=name,
                 type=kind,
@@ -314,7 +311,7 @@ async def _policy_rows(conn: asyncpg.Connection) -> list[_PolicyRow]:
 
 
 def _alter_policy(p: _PolicyRow, using: str | None, with_check: str | None) -> str:
-    parts = [f"alter policy {quote_ident(p.name)} on {_q(p.schema, p.table)}"]
+    parts = [f"alter policy {quote_ident(p.name)} on {qualified_name(p.schema, p.table)}"]
     if using is not None:
         parts.append(f"  using {_parenthesized(using)}")
     if with_check is not None:
@@ -517,9 +514,12 @@ def _merge_policies(schema: str, table: str, role: str, action: str, members: li
             f"-- Policies {names} also cover other actions or roles: rewrite them so that each action and role\n"
             f"-- has one permissive policy whose condition ORs the conditions, e.g. using ((a) or (b))."
         )
-    drops = "\n".join(f"drop policy {quote_ident(m.name)} on {_q(schema, table)};" for m in members)
+    drops = "\n".join(f"drop policy {quote_ident(m.name)} on {qualified_name(schema, table)};" for m in members)
     new_name = quote_ident(" or ".join(m.name for m in members)[:63])
-    parts = [f"create policy {new_name} on {_q(schema, table)}", f"  for {action.lower()} to {quote_ident(role)}"]
+    parts = [
+        f"create policy {new_name} on {qualified_name(schema, table)}",
+        f"  for {action.lower()} to {quote_ident(role)}",
+    ]
     if action != "INSERT":
         parts.append("  using (" + " or ".join(_parenthesized(m.using or "true") for m in members) + ")")
     if action in ("INSERT", "UPDATE"):
@@ -560,7 +560,7 @@ async def _unindexed_foreign_keys(conn: asyncpg.Connection, ctx: _Context, spec:
             spec.result(
                 f"Foreign key `{fkey}` on `{schema}.{table}` ({', '.join(cols)}) has no index starting with its "
                 "columns: joins on it and every delete or key update in the referenced table scan this table.",
-                f"create index {index} on {_q(schema, table)} ({', '.join(quote_ident(c) for c in cols)});",
+                f"create index {index} on {qualified_name(schema, table)} ({', '.join(quote_ident(c) for c in cols)});",
                 schema=schema,
                 name=table,
                 type="table",
@@ -596,9 +596,9 @@ async def _duplicate_index(conn: asyncpg.Connection, ctx: _Context, spec: LintSp
         drops = []
         for index, constraint in zip(extra, constraints[1:], strict=True):
             if constraint is not None:
-                drops.append(f"alter table {_q(schema, table)} drop constraint {quote_ident(constraint)};")
+                drops.append(f"alter table {qualified_name(schema, table)} drop constraint {quote_ident(constraint)};")
             else:
-                drops.append(f"drop index {_q(schema, index)};")
+                drops.append(f"drop index {qualified_name(schema, index)};")
         out.append(
             spec.result(
                 f"Table `{schema}.{table}` has identical indexes {', '.join(indexes)}: every write maintains each "
@@ -632,9 +632,10 @@ async def _no_primary_key(conn: asyncpg.Connection, ctx: _Context, spec: LintSpe
     out = []
     for schema, table, candidate in rows:
         if candidate:
-            fix = f"alter table {_q(schema, table)} add primary key using index {quote_ident(candidate)};"
+            fix = f"alter table {qualified_name(schema, table)} add primary key using index {quote_ident(candidate)};"
         else:
-            fix = f"alter table {_q(schema, table)} add column id bigint generated always as identity primary key;"
+            target = qualified_name(schema, table)
+            fix = f"alter table {target} add column id bigint generated always as identity primary key;"
         out.append(
             spec.result(
                 f"Table `{schema}.{table}` has no primary key: rows cannot be addressed one by one (updates and "

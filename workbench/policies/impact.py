@@ -30,12 +30,12 @@ from workbench.policies.advisors import Lint, run_advisors
 from workbench.policies.matrix import (
     OPERATIONS,
     Cell,
-    PolicyInfo,
     PolicyMatrix,
     PolicyMatrixError,
     build_matrix,
     split_user_spec,
 )
+from workbench.schema import model as m
 
 if TYPE_CHECKING:
     import asyncpg
@@ -999,7 +999,7 @@ def _lint_key(lint: Lint) -> str:
     return lint.cache_key
 
 
-def _policy_differs(a: PolicyInfo, b: PolicyInfo) -> bool:
+def _policy_differs(a: m.Policy, b: m.Policy) -> bool:
     return (a.command, sorted(a.roles), a.permissive, a.using, a.with_check) != (
         b.command, sorted(b.roles), b.permissive, b.using, b.with_check
     )  # fmt: skip

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.core.identity import Identity, IdentityError, parse_claims, user_identity
 from workbench.core.impersonation import apply_statement
+from workbench.core.sqlnames import quote_ident
 from workbench.policies.model import (
     COLOURS,
     OPERATIONS,
@@ -33,12 +34,9 @@ from workbench.policies.model import (
     Cell,
     Operation,
     Outcome,
-    PolicyInfo,
     PolicyMatrix,
     PolicyMatrixError,
-    TableInfo,
     qualify_table,
-    quote_ident,
     render_html,
     split_table_name,
 )
@@ -68,10 +66,8 @@ __all__ = [
     "Cell",
     "Operation",
     "Outcome",
-    "PolicyInfo",
     "PolicyMatrix",
     "PolicyMatrixError",
-    "TableInfo",
     "build_matrix",
     "policy_matrix",
     "quote_ident",

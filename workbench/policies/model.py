@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from workbench.core.identity import Identity
 from workbench.core.query import QueryUsageError
-from workbench.core.sqlnames import quote_ident as _quote_ident
 from workbench.schema import model as m
 
 if TYPE_CHECKING:
@@ -45,10 +44,7 @@ class PolicyMatrixError(QueryUsageError):
 
 
 # -- result model ------------------------------------------------------------------------------------
-# The tables and their policies are the one catalog model's (workbench.schema.model); these aliases keep
-# the old names importable for parallel branches (deprecated-for-merge: the integrator removes them).
-PolicyInfo = m.Policy
-TableInfo = m.Table
+# The tables and their policies are the one catalog model's: workbench.schema.model.Table and .Policy.
 
 
 @dataclass
@@ -141,7 +137,6 @@ class PolicyMatrix:
 
 
 # -- names ---------------------------------------------------------------------------------------------
-quote_ident = _quote_ident  # deprecated-for-merge: use workbench.core.sqlnames.quote_ident
 
 
 def qualify_table(name: str) -> str:

@@ -60,9 +60,6 @@ class ColumnIdentity:
     cycle: bool = False
 
 
-Identity = ColumnIdentity  # deprecated-for-merge: the old name, for parallel branches
-
-
 @dataclass
 class Column:
     name: str

@@ -19,6 +19,7 @@ through :class:`workbench.core.settings.Settings` unchanged. Start it with ``wor
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import datetime as dt
@@ -148,7 +149,7 @@ class ConnectionTurns:
         self._last = direction
 
 
-class _ThreadServer:
+class _ThreadServer(abc.ABC):
     """A TCP server on 127.0.0.1 with its own event loop in a daemon thread, so sync code (magics), async
     code on any loop and subprocesses can all use it."""
 
@@ -157,8 +158,9 @@ class _ThreadServer:
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
 
+    @abc.abstractmethod
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        raise NotImplementedError
+        """Serve one client connection (each server kind forwards differently)."""
 
     def start(self) -> Any:
         ready: Future[int] = Future()

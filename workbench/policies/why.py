@@ -649,6 +649,24 @@ async def _explain_existing(
     observed = await _observe_existing(session, tbl, facts, op, ids)
     for row, seen in zip(rows, observed, strict=True):
         row.observed = seen
+    report = _report(session, tbl, facts, op, pairs, reads, rows, columns, truncated, limit)
+    report.notes.extend(notes)
+    return report
+
+
+def _report(
+    session: _Session,
+    tbl: m.Table,
+    facts: TableFacts,
+    op: Operation,
+    pairs: list[tuple[m.Policy, bool]],
+    reads: bool,
+    rows: list[RowExplanation],
+    columns: list[str],
+    truncated: bool,
+    limit: int,
+) -> WhyReport:
+    """The report both explanations return: the policies that took part in ``op``, the others, the summary."""
     applying = [p for p, ok in pairs if ok and any(_policy_applies(p, s.command) for s in _stages(op, reads))]
     others = [p for p in tbl.policies if p not in applying]
     return WhyReport(
@@ -660,7 +678,6 @@ async def _explain_existing(
         rows=rows,
         columns=columns,
         summary=_summary(session.identity, facts, op, rows, truncated, applying, others),
-        notes=notes,
         truncated=truncated,
         limit=limit,
     )
@@ -1113,22 +1130,8 @@ async def _explain_write(
         observed_status = f"{op.upper()} {count}"
     except asyncpg.PostgresError as exc:
         observed_status = f"error {_error_text(exc)}"
-    stages = _stages(op, reads)
-    applying = [p for p, ok in pairs if ok and any(_policy_applies(p, s.command) for s in stages)]
-    others = [p for p in tbl.policies if p not in applying]
-    report = WhyReport(
-        identity=session.identity.describe(),
-        operation=op,
-        facts=facts,
-        policies=applying,
-        other_policies=others,
-        rows=rows,
-        columns=columns,
-        summary=_summary(session.identity, facts, op, rows, truncated, applying, others),
-        truncated=truncated,
-        limit=limit,
-        observed_status=observed_status,
-    )
+    report = _report(session, tbl, facts, op, pairs, reads, rows, columns, truncated, limit)
+    report.observed_status = observed_status
     if not records:
         report.notes.append(
             "the statement matches no row even for the table's owner: the filter, not RLS, finds nothing"

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import Measurement, SuiteContext, SuiteResult, render_tables
+from benchmarks.common import Measurement, SuiteContext, SuiteResult, recreate_database, render_tables
 
 TARGET_S = 5.0
 DATABASE = "wb_bench_policy_impact"
@@ -76,13 +76,7 @@ async def prepare(dsn: str, tables: int) -> str:
 
     from workbench.local.standin import BOOTSTRAP_SQL
 
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f"drop database if exists {DATABASE} with (force)")
-        await admin.execute(f"create database {DATABASE}")
-    finally:
-        await admin.close()
-    target = dsn.rsplit("/", 1)[0] + f"/{DATABASE}"
+    target = await recreate_database(dsn, DATABASE)
     conn = await asyncpg.connect(target)
     try:
         await conn.execute(BOOTSTRAP_SQL.read_text())

@@ -35,6 +35,7 @@ from benchmarks.common import (
     SuiteResult,
     interleaved,
     machine,
+    recreate_database,
     render_tables,
     versions,
 )
@@ -110,14 +111,7 @@ comment on table t{i:04d} is 'Synthetic table {i} of {n}';"""
 async def _prepare(admin_dsn: str, n: int) -> str:
     import asyncpg
 
-    name = f"bench_schema_{n}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f"drop database if exists {name} with (force)")
-        await conn.execute(f"create database {name}")
-    finally:
-        await conn.close()
-    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = await recreate_database(admin_dsn, f"bench_schema_{n}")
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(synthetic_schema(n))

@@ -167,6 +167,19 @@ def interleaved(
     return Timings(wall, cpu)
 
 
+async def recreate_database(admin_dsn: str, name: str) -> str:
+    """Drop (forcing out any session) and create database ``name`` on ``admin_dsn``'s server; its DSN."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f"drop database if exists {name} with (force)")
+        await conn.execute(f"create database {name}")
+    finally:
+        await conn.close()
+    return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
 def progress(message: str) -> None:
     """One line on stderr, so a long suite shows where it is."""
     import sys

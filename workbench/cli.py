@@ -65,6 +65,11 @@ def _inbox(standin: LocalStandIn, args: argparse.Namespace) -> int:
     """``workbench local inbox [--to ADDRESS] [--clear] [--json]``: the mails the local Auth caught."""
     from workbench.local.inbox import Inbox, describe
 
+    if not standin.is_standin_folder():  # never read, let alone clear, an "inbox" in someone else's folder
+        raise StandInError(
+            f"{standin.data_dir} is not a local stand-in's folder, so it has no inbox. Fix: pass the folder "
+            "`workbench local start --dir` used (or set WORKBENCH_LOCAL_DIR)."
+        )
     inbox = Inbox(standin.data_dir)
     if args.clear:
         print(f"Deleted {inbox.clear()} messages.")
@@ -72,6 +77,19 @@ def _inbox(standin: LocalStandIn, args: argparse.Namespace) -> int:
     messages = inbox.messages(args.to)
     print(json.dumps([m.as_dict() for m in messages], indent=2) if args.json else describe(messages))
     return 0
+
+
+def _delay_ms(text: str) -> float:
+    """``--delay-ms``: a one-way delay the rig's proxies can hold (a bad value is a usage error, not a traceback)."""
+    from workbench.local.remote_rig import MAX_ONE_WAY_DELAY_MS
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
+    if not 0 <= value <= MAX_ONE_WAY_DELAY_MS:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be 0..{MAX_ONE_WAY_DELAY_MS:g} ms (one way), got {text!r}")
+    return value
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -127,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     rig = sub.add_parser("remote-rig", help="a stand-in that behaves like a remote project (TLS, poolers, latency)")
     rig.add_argument("action", choices=["start", "stop", "status"])
     rig.add_argument("--dir", type=Path, default=None, help="rig folder (default: beside the local stand-in's)")
-    rig.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay added by the proxies (RTT = 2x)")
+    rig.add_argument("--delay-ms", type=_delay_ms, default=0.0, help="one-way delay added by the proxies (RTT = 2x)")
     rig.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
     rig.set_defaults(func=cmd_remote_rig)
 

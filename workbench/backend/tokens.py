@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm
 
+from workbench.core import settings as core_settings
+
 __all__ = [
     "InvalidAudience",
     "InvalidIssuer",
@@ -144,7 +146,7 @@ class RoleNotAllowed(TokenError):
         return f'Bearer error="insufficient_scope", error_description="{self.reason}"'
 
 
-DEFAULT_ALLOWED_ROLES: frozenset[str] = frozenset({"anon", "authenticated", "service_role"})
+DEFAULT_ALLOWED_ROLES: frozenset[str] = frozenset(core_settings.DEFAULT_ALLOWED_ROLES)
 
 
 class KeySetUnavailable(TokenError):

@@ -33,6 +33,8 @@ _PG_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psyco
 
 
 # libpq's sslmode values (the dashboard's connection strings may carry ``?sslmode=require``).
+# The roles an identity may take unless SUPABASE_ALLOWED_ROLES says otherwise: the API roles.
+DEFAULT_ALLOWED_ROLES = ("anon", "authenticated", "service_role")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # libpq parameters SQLAlchemy's asyncpg dialect would hand to asyncpg.connect() as unknown keywords
 # (``sslmode`` and ``sslrootcert`` are taken out before, by workbench.core.tls.for_url).
@@ -112,7 +114,7 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = 60_000
     # Roles an identity (a cell's --role, a token's role claim) may take: anything else is refused before
     # a statement is sent. Comma-separated; SUPABASE_ALLOWED_ROLES.
-    allowed_roles: str = "anon,authenticated,service_role"
+    allowed_roles: str = ",".join(DEFAULT_ALLOWED_ROLES)
     # Opt-in: impersonated work logs in as this role (on Supabase `authenticator`, or a NOINHERIT role of
     # your own granted the API roles), so PostgreSQL itself refuses any other role. The local stand-in
     # sets both itself.

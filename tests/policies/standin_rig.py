@@ -17,7 +17,7 @@ def private_standin(name: str) -> Iterator[LocalStandIn]:
     """Start a stand-in in a fresh folder and always stop and remove it.
 
     The folder is made outside pytest's ``pytest-of-<user>`` root on purpose: every pytest session resets
-    that root to mode 0700, and then the ``pgserver`` user running PostgreSQL (as root) could no longer
+    that root to mode 0700, and then the service user running PostgreSQL (as root) could no longer
     reach its data folder, so ``pg_ctl stop`` fails and the server is left running.
     """
     root = Path(tempfile.mkdtemp(prefix=f"wb-{name}-", dir=os.environ.get("TMPDIR", "/tmp")))

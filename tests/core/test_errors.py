@@ -35,6 +35,7 @@ do $$ begin
   end if;
 end $$;
 create role {ROLE} nologin;
+grant {ROLE} to current_user;  -- postgres is not a superuser: SET ROLE needs the membership
 create schema {SCHEMA};
 create table {SCHEMA}.notes (
   id int primary key,

@@ -59,6 +59,7 @@ LOGIN_ROLES = (
     "supabase_storage_admin",  # the local Storage API
 )
 ROLES_SQL = Path(__file__).parent / "sql" / "roles.sql"
+CLUSTER_SQL = Path(__file__).parent / "sql" / "cluster.sql"
 POSTGRES_GRANTS_SQL = Path(__file__).parent / "sql" / "postgres_grants.sql"
 # What a fresh Supabase project has created before the first migration: (extension, schema), each only when
 # its control file exists (the server's own, or workbench/local/extensions). Created by supabase_admin.
@@ -357,6 +358,7 @@ class LocalStandIn:
         conn = await asyncpg.connect(self.dsn(BOOTSTRAP_SUPERUSER))
         try:
             await conn.execute(BOOTSTRAP_SQL.read_text())
+            await conn.execute(CLUSTER_SQL.read_text())
             available = {r[0] for r in await conn.fetch("select name from pg_catalog.pg_available_extensions")}
             for name, schema in PRECREATED_EXTENSIONS:
                 if name in available:

@@ -158,7 +158,7 @@ select t.oid, n.nspname as schema, t.typname as name, t.typtype::text as typtype
        case when t.typcollation <> 0 and t.typcollation <> bt.typcollation
             then (select cl.collname::text from pg_collation cl where cl.oid = t.typcollation) end as collation,
        array(select array[co.conname::text, pg_get_constraintdef(co.oid)] from pg_constraint co
-              where co.contypid = t.oid order by co.conname) as checks
+              where co.contypid = t.oid and co.contype = 'c' order by co.conname) as checks
   from pg_type t
   join pg_namespace n on n.oid = t.typnamespace
   left join pg_type bt on bt.oid = t.typbasetype

@@ -34,19 +34,11 @@ begin
   end if;
 end
 $$;
--- As on Supabase (its "demote postgres" migration): postgres is not a superuser.
-alter role postgres with login nosuperuser createrole createdb replication bypassrls;
-
+-- (postgres's own attributes and memberships: cluster.sql, run by the stand-in as supabase_admin; everything
+-- below also runs as postgres, in a scratch database it owns: `workbench models export --check`, tests.)
 grant anon, authenticated, service_role to authenticator;
-grant anon, authenticated, service_role, authenticator to postgres with admin option;
-grant pg_monitor, pg_read_all_data, pg_signal_backend to postgres with admin option;
--- As on Supabase: postgres acts as the owner of auth's and storage's tables (policies on storage.objects,
--- triggers on auth.users) through membership, not by being a superuser.
-grant supabase_auth_admin, supabase_storage_admin to postgres;
-grant all on database postgres to postgres;
-alter schema public owner to postgres;
-alter role postgres set search_path to "$user", public, extensions;
 grant authenticator to supabase_storage_admin;
+alter schema public owner to postgres;
 alter role anon set statement_timeout = '3s';
 alter role authenticated set statement_timeout = '8s';
 

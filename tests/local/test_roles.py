@@ -197,3 +197,30 @@ def test_a_cluster_made_by_postgresql_16_gives_one_clear_error_and_reset_recreat
         assert own.pg.major_version() == "18" and own.status().db_running
     finally:
         own.destroy()
+
+
+async def test_a_cluster_copied_from_the_cached_template_has_its_own_superuser_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New clusters are copies of one cached initdb (cold start); each replaces the template's superuser
+    password with its own at its first start, so the template's password opens none of them."""
+    templates = tmp_path / "templates"
+    monkeypatch.setenv("WORKBENCH_PG_TEMPLATE_DIR", str(templates))
+    first, second = LocalStandIn(tmp_path / "a"), LocalStandIn(tmp_path / "b")
+    try:
+        first.start(demo=False, api=False)
+        second.start(demo=False, api=False)
+        (template,) = templates.glob("template-*")
+        assert (template / "ready").is_file()
+        for path in (templates, template, template / "password"):
+            assert path.stat().st_mode & 0o077 in (0, 0o011), path  # private (as root: traverse-only root)
+        template_password = (template / "password").read_text()
+        for own in (first, second):
+            assert own.pg.pending_superuser_password() is None
+            port = own.status().db_port
+            with pytest.raises(asyncpg.InvalidPasswordError):
+                await asyncpg.connect(f"postgresql://supabase_admin:{template_password}@127.0.0.1:{port}/postgres")
+            assert await _fetchval(own.dsn("supabase_admin"), "select current_user") == "supabase_admin"
+    finally:
+        first.destroy()
+        second.destroy()

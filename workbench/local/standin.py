@@ -239,6 +239,9 @@ class LocalStandIn:
             state = self._state()
             port = self.pg.running_port() or self.pg.start(free_port(state.get("db_port")))
             self._save_state(db_port=port)
+            pending = self.pg.pending_superuser_password()
+            if pending is not None:
+                self._replace_template_password(port, pending, keys)
             if self.pg.trusts_connections():
                 self._require_passwords(port, keys)
             if created or not state.get("bootstrapped"):
@@ -376,6 +379,23 @@ class LocalStandIn:
             await conn.execute(sql)
         finally:
             await conn.close()
+
+    def _replace_template_password(self, port: int, template_password: str, keys: LocalKeys) -> None:
+        """A cluster copied from the cached initdb template starts with the template's superuser password
+        (private to this account, like the template): replace it with this stand-in's own at once."""
+        from workbench.notebook.bridge import run_sync
+
+        async def replace() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(_dsn(BOOTSTRAP_SUPERUSER, template_password, port))
+            try:
+                await conn.execute(_password_sql(BOOTSTRAP_SUPERUSER, keys.db_password(BOOTSTRAP_SUPERUSER)))
+            finally:
+                await conn.close()
+
+        run_sync(replace())
+        self.pg.clear_pending_superuser_password()
 
     def _require_passwords(self, port: int, keys: LocalKeys) -> None:
         """A cluster from before passwords trusts local TCP: set the generated passwords over that last

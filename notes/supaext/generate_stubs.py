@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (SQL signatures and messages are data, kept on one line each)
 """Writes the control and script of each Supabase extension whose behaviour the stand-in cannot provide
 (it needs C, a network, or a JavaScript engine): every function exists with Supabase's signature and
 types and raises one clear error (feature_not_supported, 0A000). Parts that are simple to provide
@@ -36,7 +37,7 @@ def stub(ext: Extension, signature: str, returns: str) -> str:
     using errcode = '0A000';
 end"""
     return (
-        f"create function {qualified}{signature[len(fn):]} returns {returns}\n"
+        f"create function {qualified}{signature[len(fn) :]} returns {returns}\n"
         f"language plpgsql volatile as $stub$\n{body}\n$stub$;\n"
     )
 
@@ -201,7 +202,10 @@ language sql immutable as $$
 $$;
 """,
     stubs=[
-        ('resolve(query text, variables jsonb default \'{}\', "operationName" text default null, extensions jsonb default null)', "jsonb"),
+        (
+            "resolve(query text, variables jsonb default '{}', \"operationName\" text default null, extensions jsonb default null)",
+            "jsonb",
+        ),
         ("graphql.rebuild_schema()", "void"),
         ("graphql.exception(message text)", "text"),
     ],
@@ -261,12 +265,24 @@ $$;
         ("http(request @extschema@.http_request)", "@extschema@.http_response"),
         ("http_get(uri character varying)", "@extschema@.http_response"),
         ("http_get(uri character varying, data jsonb)", "@extschema@.http_response"),
-        ("http_post(uri character varying, content character varying, content_type character varying)", "@extschema@.http_response"),
+        (
+            "http_post(uri character varying, content character varying, content_type character varying)",
+            "@extschema@.http_response",
+        ),
         ("http_post(uri character varying, data jsonb)", "@extschema@.http_response"),
-        ("http_put(uri character varying, content character varying, content_type character varying)", "@extschema@.http_response"),
-        ("http_patch(uri character varying, content character varying, content_type character varying)", "@extschema@.http_response"),
+        (
+            "http_put(uri character varying, content character varying, content_type character varying)",
+            "@extschema@.http_response",
+        ),
+        (
+            "http_patch(uri character varying, content character varying, content_type character varying)",
+            "@extschema@.http_response",
+        ),
         ("http_delete(uri character varying)", "@extschema@.http_response"),
-        ("http_delete(uri character varying, content character varying, content_type character varying)", "@extschema@.http_response"),
+        (
+            "http_delete(uri character varying, content character varying, content_type character varying)",
+            "@extschema@.http_response",
+        ),
         ("http_head(uri character varying)", "@extschema@.http_response"),
         ("http_set_curlopt(curlopt character varying, value character varying)", "boolean"),
         ("http_reset_curlopt()", "boolean"),
@@ -344,7 +360,9 @@ HYPOPG = Extension(
     ],
 )
 
-NO_WRAPPERS = "foreign data wrappers for external services need C and a network. Query the service from your application"
+NO_WRAPPERS = (
+    "foreign data wrappers for external services need C and a network. Query the service from your application"
+)
 
 WRAPPERS = Extension(
     name="wrappers",
@@ -353,7 +371,10 @@ WRAPPERS = Extension(
     schema=None,
     reason=NO_WRAPPERS + ".",
     stubs=[
-        ("wrappers_fdw_stats()", "table(fdw_name text, create_times bigint, rows_in bigint, rows_out bigint, bytes_in bigint, bytes_out bigint, metadata jsonb, created_at timestamptz, updated_at timestamptz)"),
+        (
+            "wrappers_fdw_stats()",
+            "table(fdw_name text, create_times bigint, rows_in bigint, rows_out bigint, bytes_in bigint, bytes_out bigint, metadata jsonb, created_at timestamptz, updated_at timestamptz)",
+        ),
     ],
 )
 
@@ -366,7 +387,10 @@ PG_TLE = Extension(
     schema="pgtle",
     reason=NO_TLE + ".",
     stubs=[
-        ("pgtle.install_extension(name text, version text, description text, ext text, requires text[] default null)", "boolean"),
+        (
+            "pgtle.install_extension(name text, version text, description text, ext text, requires text[] default null)",
+            "boolean",
+        ),
         ("pgtle.install_update_path(name text, fromvers text, tovers text, ext text)", "boolean"),
         ("pgtle.set_default_version(name text, version text)", "boolean"),
         ("pgtle.uninstall_extension(extname text)", "boolean"),

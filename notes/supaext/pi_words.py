@@ -1,5 +1,6 @@
 """The hex digits of pi, computed with Machin's formula: Blowfish's initial state for bcrypt."""
 
+
 def arctan_inv(x, one):
     total = term = one // x
     x2 = x * x
@@ -11,19 +12,19 @@ def arctan_inv(x, one):
         total += sign * (term // n)
         sign = -sign
     return total
+
+
 nwords = 18 + 1024
 bits = nwords * 32 + 64
 one = 1 << bits
 pi = 16 * arctan_inv(5, one) - 4 * arctan_inv(239, one)
 frac = pi - 3 * one
 words = []
-for i in range(nwords):
+for _ in range(nwords):
     frac <<= 32
     w = frac >> bits
     frac -= w << bits
     words.append(w)
-
-
 
 
 def blowfish_init() -> list[int]:

@@ -27,3 +27,12 @@ class DevStandIn:
 def standin() -> DevStandIn:
     conf = (DATA / "postgresql.conf").read_text().splitlines()
     return DevStandIn(next(line.split("=")[1].strip() for line in conf if line.startswith("port = ")))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Until pg18's bootstrap grants the demoted postgres what Supabase grants it, add those grants here."""
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if name.endswith("test_migration_sets"):
+            module.BOOTSTRAP.append(pathlib.Path(__file__).parent / "demote_postgres.sql")

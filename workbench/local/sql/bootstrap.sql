@@ -49,12 +49,21 @@ grant all on schema storage to supabase_storage_admin;
 alter database postgres set search_path = "$user", public, extensions;
 
 -- Extension shims (pgserver ships neither uuid-ossp nor pgcrypto) -----------------------------------
-create or replace function extensions.uuid_generate_v4() returns uuid
-  language sql volatile parallel safe as $$ select gen_random_uuid() $$;
-create or replace function extensions.gen_random_uuid() returns uuid
-  language sql volatile parallel safe as $$ select pg_catalog.gen_random_uuid() $$;
-create or replace function extensions.uuid_nil() returns uuid
-  language sql immutable parallel safe as $$ select '00000000-0000-0000-0000-000000000000'::uuid $$;
+-- Only where the server cannot create the extensions: with the stand-in's own extension files available
+-- (workbench/local/extensions, see extensions.sql) these functions come from "uuid-ossp" and pgcrypto, and a
+-- shim of the same name would make `create extension` fail.
+do $shims$
+begin
+  if not exists (select 1 from pg_available_extensions where name = 'pgcrypto') then
+    create or replace function extensions.uuid_generate_v4() returns uuid
+      language sql volatile parallel safe as $$ select gen_random_uuid() $$;
+    create or replace function extensions.gen_random_uuid() returns uuid
+      language sql volatile parallel safe as $$ select pg_catalog.gen_random_uuid() $$;
+    create or replace function extensions.uuid_nil() returns uuid
+      language sql immutable parallel safe as $$ select '00000000-0000-0000-0000-000000000000'::uuid $$;
+  end if;
+end
+$shims$;
 grant execute on all functions in schema extensions to anon, authenticated, service_role;
 
 -- auth ----------------------------------------------------------------------------------------------

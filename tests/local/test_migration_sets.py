@@ -157,7 +157,7 @@ async def test_team_tasks_members_update_only_their_tasks_and_moddatetime_stamps
     engine = loaded["team_tasks_dump"]
     max_ = await identity(engine, "max@acme.test")
     async with impersonate(engine, max_, commit=False) as conn:
-        before = (await conn.execute(text("select updated_at from public.tasks where title = 'Ship v1'"))).scalar()
+        before = (await conn.execute(text("select updated_at from public.tasks where title = 'Ship v1'"))).scalar_one()
         changed = await conn.execute(
             text(
                 "update public.tasks set status = 'done'"
@@ -165,7 +165,7 @@ async def test_team_tasks_members_update_only_their_tasks_and_moddatetime_stamps
             )
         )
         assert changed.rowcount == 2  # his two tasks, not Olivia's
-        after = (await conn.execute(text("select updated_at from public.tasks where title = 'Ship v1'"))).scalar()
+        after = (await conn.execute(text("select updated_at from public.tasks where title = 'Ship v1'"))).scalar_one()
         assert after > before  # extensions.moddatetime
     # citext: the billing address matches whatever its case
     assert (
@@ -246,7 +246,7 @@ async def test_notes_app_api_keys_are_bcrypt_and_the_vault_holds_the_key(loaded:
         assert secret == "sk_test_local_only"
     ada = await identity(engine, "ada@notes.test")
     async with impersonate(engine, ada, commit=False) as conn:
-        raw = (await conn.execute(text("select public.create_api_key()"))).scalar()
+        raw = (await conn.execute(text("select public.create_api_key()"))).scalar_one()
         assert len(raw) == 48
         assert (await conn.execute(text("select count(*) from public.api_keys"))).scalar() == 2
     with pytest.raises(Exception, match="permission denied for function check_api_key"):
@@ -336,7 +336,7 @@ async def test_chat_rbac_rls_per_identity_and_custom_claim(loaded: dict[str, Asy
             await conn.execute(
                 text("select public.custom_access_token_hook(cast(:e as jsonb))"), {"e": json.dumps(event)}
             )
-        ).scalar()
+        ).scalar_one()
     assert out["claims"]["user_role"] == "moderator"
 
 
@@ -346,7 +346,7 @@ async def test_chat_rbac_invites_are_jwts_pyjwt_accepts(loaded: dict[str, AsyncE
     user = await identity(engine, "user@chat.test")
     async with impersonate(engine, user, commit=False) as conn:
         await conn.execute(text("select set_config('app.invite_secret', :s, true)"), {"s": secret})
-        token = (await conn.execute(text("select public.channel_invite(2)"))).scalar()
+        token = (await conn.execute(text("select public.channel_invite(2)"))).scalar_one()
     claims = jwt.decode(token, secret, algorithms=["HS256"])
     assert claims["channel"] == 2 and claims["by"] == "f2f2f2f2-0000-4000-8000-000000000002"
     assert claims["exp"] > time.time() + 6 * 86400

@@ -163,6 +163,33 @@ async def test_seed_pattern_is_verified_by_python_bcrypt(db: asyncpg.Connection)
     assert await db.fetchval("select crypt('päss', $1) = $1", made_by_python) is True
 
 
+async def test_a_user_seeded_with_crypt_signs_in_through_the_supabase_client(standin: Any) -> None:
+    """THE seed pattern: ``encrypted_password = crypt('pw', gen_salt('bf'))`` in the stand-in's own database,
+    then a password sign-in through the real supabase client and the local Auth API."""
+    from supabase import AsyncClientOptions, acreate_client
+    from supabase_auth.errors import AuthApiError
+
+    email = f"seeded-{uuid.uuid4().hex[:10]}@example.com"
+    conn = await asyncpg.connect(standin.dsn())
+    try:
+        await conn.execute(
+            "insert into auth.users (id, aud, role, email, encrypted_password, email_confirmed_at)"
+            " values (gen_random_uuid(), 'authenticated', 'authenticated', $1,"
+            " extensions.crypt($2, extensions.gen_salt('bf')), now())",
+            email,
+            "seeded-Passw0rd",
+        )
+    finally:
+        await conn.close()
+    client = await acreate_client(
+        standin.api_url(), standin.keys().anon_key, options=AsyncClientOptions(auto_refresh_token=False)
+    )
+    signed_in = await client.auth.sign_in_with_password({"email": email, "password": "seeded-Passw0rd"})
+    assert signed_in.user is not None and signed_in.user.email == email and signed_in.session is not None
+    with pytest.raises(AuthApiError):
+        await client.auth.sign_in_with_password({"email": email, "password": "seeded-passw0rd"})
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     password=st.text(max_size=24).filter(lambda s: "\x00" not in s and len(s.encode()) <= 72),

@@ -32,7 +32,9 @@ def table_key(t: m.Table) -> str:
 
 
 def extension_sql(ext: m.Extension) -> str:
-    return f"CREATE EXTENSION IF NOT EXISTS {quote_ident(ext.name)} SCHEMA {quote_ident(ext.schema)}"
+    """CASCADE: an extension the models use may require another the source had but the models do not name
+    (pgjwt needs pgcrypto); with CASCADE, an extension whose control file fixes its schema lands there too."""
+    return f"CREATE EXTENSION IF NOT EXISTS {quote_ident(ext.name)} SCHEMA {quote_ident(ext.schema)} CASCADE"
 
 
 def function_statements(fn: m.Function) -> list[str]:
@@ -75,25 +77,50 @@ def policy_sql(t: m.Table, pol: m.Policy) -> str:
     return sql
 
 
-def view_order(views: list[_Entity]) -> list[_Entity]:
-    """Views after the views they read (a stable topological sort)."""
+def view_order(views: list[_Entity], functions: list[m.Function] | None = None) -> list[_Entity | m.Function]:
+    """Views after the views they read, ``functions`` (those naming views) after the views they name and
+    before the views that call them (a stable topological sort)."""
     by_key = {e.key: e for e in views}
-    done: set[tuple[str, str]] = set()
-    out: list[_Entity] = []
+    fns = functions or []
+    done: set[object] = set()
+    out: list[_Entity | m.Function] = []
 
-    def visit(ent: _Entity, stack: set[tuple[str, str]]) -> None:
-        if ent.key in done or ent.key in stack:
+    def calls(ent: _Entity, fn: m.Function) -> bool:
+        body = ent.table.view_definition or ""
+        names = [f"{fn.schema}.{fn.name}("] + ([f"{fn.name}("] if fn.schema == m.DEFAULT_SCHEMA else [])
+        return any(re.search(r"(?<![\w.])" + re.escape(name), body) for name in names)
+
+    def visit(item: _Entity | m.Function, stack: set[object]) -> None:
+        key = ("fn", item.signature) if isinstance(item, m.Function) else item.key
+        if key in done or key in stack:
             return
-        stack.add(ent.key)
-        for dep in sorted(ent.table.depends_on):
-            if dep in by_key:
-                visit(by_key[dep], stack)
-        done.add(ent.key)
-        out.append(ent)
+        stack.add(key)
+        if isinstance(item, m.Function):
+            for dep in sorted(item.relations):
+                if dep in by_key:
+                    visit(by_key[dep], stack)
+        else:
+            for dep in sorted(item.table.depends_on):
+                if dep in by_key:
+                    visit(by_key[dep], stack)
+            for fn in fns:
+                if calls(item, fn):
+                    visit(fn, stack)
+        done.add(key)
+        out.append(item)
 
     for ent in views:
         visit(ent, set())
+    for fn in fns:
+        visit(fn, set())
     return out
+
+
+def _functions_on_views(functions: list[m.Function], views: list[_Entity]) -> list[m.Function]:
+    """The functions that name a view: they cannot be created with the other table-naming functions, which
+    come before the views."""
+    view_keys = {e.key for e in views}
+    return [fn for fn in functions if any(rel in view_keys for rel in fn.relations)]
 
 
 def _functions(gen: _Generator) -> list[m.Function]:
@@ -136,8 +163,10 @@ def render_ddl(gen: _Generator, imp: Imports) -> str:
     lines: list[str] = []
     functions = _functions(gen)
     before = _wrapped([fn for fn in functions if not fn.needs_tables])
-    after += [(None, s) for s in _wrapped([fn for fn in functions if fn.needs_tables])]
     ents = sorted(gen.entities.values(), key=lambda e: e.key)
+    views = [e for e in ents if e.form == "view"]
+    on_views = _functions_on_views([fn for fn in functions if fn.needs_tables], views)
+    after += [(None, s) for s in _wrapped([fn for fn in functions if fn.needs_tables and fn not in on_views])]
     for ent in ents:
         t = ent.table
         if ent.form == "stub":
@@ -185,8 +214,11 @@ def render_ddl(gen: _Generator, imp: Imports) -> str:
                         f"{quote_ident(fk.name)} {fk.definition}",
                     )
                 )
-    views = [e for e in ents if e.form == "view"]
-    for ent in view_order(views):
+    for item in view_order(views, on_views):
+        if isinstance(item, m.Function):  # names a view's row type or reads a view: right after that view
+            after += [(None, stmt) for stmt in _wrapped([item])]
+            continue
+        ent = item
         t = ent.table
         body = (t.view_definition or "").rstrip().rstrip(";")
         name = qualified_ident(t.schema, t.name)

@@ -219,7 +219,8 @@ class Function:
     arguments: str  # pg_get_function_identity_arguments, e.g. "org bigint"
     kind: str = "function"  # function, procedure, aggregate, window
     definition: str = ""  # CREATE OR REPLACE FUNCTION ... (pg_get_functiondef), or CREATE AGGREGATE ...
-    needs_tables: bool = False  # its signature names a table's row type: created after the tables
+    needs_tables: bool = False  # it names a table or view (signature row type, SQL-standard body): created after
+    relations: list[tuple[str, str]] = field(default_factory=list)  # the tables and views it names
     comment: str | None = None
     grants: dict[str, list[str]] = field(default_factory=dict)  # API role -> privileges (EXECUTE)
 

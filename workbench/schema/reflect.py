@@ -194,11 +194,20 @@ select p.oid, n.nspname as schema, p.proname as name, p.prokind::text as kind,
        a.aggkind::text as aggkind, a.aggtransfn::regproc::text as sfunc, format_type(a.aggtranstype, null) as stype,
        nullif(a.aggfinalfn::oid, 0)::regproc::text as finalfunc, a.agginitval as initcond,
        nullif(a.aggcombinefn::oid, 0)::regproc::text as combinefunc,
-       exists (select 1 from unnest(array_append(coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype)) u(t)
-                 join pg_type ty on ty.oid = u.t
-                 join pg_type el
-                   on el.oid = case when ty.typelem <> 0 and ty.typlen = -1 then ty.typelem else ty.oid end
-                where el.typrelid <> 0) as needs_tables
+       (select coalesce(json_agg(json_build_array(rn.nspname, rc.relname) order by rn.nspname, rc.relname), '[]')::text
+          from pg_class rc
+          join pg_namespace rn on rn.oid = rc.relnamespace
+         where rc.oid in (  -- row types in the signature, and relations a SQL-standard body (BEGIN ATOMIC) reads
+                 select el.typrelid
+                   from unnest(array_append(coalesce(p.proallargtypes, p.proargtypes::oid[]), p.prorettype)) u(t)
+                   join pg_type ty on ty.oid = u.t
+                   join pg_type el
+                     on el.oid = case when ty.typelem <> 0 and ty.typlen = -1 then ty.typelem else ty.oid end
+                  where el.typrelid <> 0
+                 union
+                 select dd.refobjid from pg_depend dd
+                  where dd.classid = 'pg_proc'::regclass and dd.objid = p.oid
+                    and dd.refclassid = 'pg_class'::regclass)) as relations
   from pg_proc p
   join pg_namespace n on n.oid = p.pronamespace
   left join pg_aggregate a on a.aggfnoid = p.oid
@@ -481,7 +490,8 @@ def _function(row: Any) -> m.Function:
         arguments=row["args"],
         kind=kinds.get(row["kind"], "function"),
         definition=definition.strip(),
-        needs_tables=row["needs_tables"],
+        needs_tables=row["relations"] != "[]",
+        relations=[(r[0], r[1]) for r in json.loads(row["relations"])],
         comment=row["comment"],
         grants=dict(sorted(json.loads(row["grants"]).items())) if row["grants"] else {},
     )

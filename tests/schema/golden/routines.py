@@ -21,7 +21,7 @@ class Base(DeclarativeBase):
 view_metadata = MetaData()
 
 # Extensions the models need (types, operator classes, functions), in their schemas.
-event.listen(Base.metadata, "before_create", DDL("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public"))
+event.listen(Base.metadata, "before_create", DDL("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public CASCADE"))
 
 
 class PgType(UserDefinedType[Any]):

@@ -23,9 +23,7 @@ from workbench.core.identity import Identity, user_identity
 from workbench.core.impersonation import impersonate
 
 SETS = Path(__file__).parent / "migration_sets"
-SQL = Path(__file__).resolve().parents[2] / "workbench" / "local" / "sql"
 # What the stand-in runs as the superuser to make a database look like a new Supabase project's.
-BOOTSTRAP = [SQL / "bootstrap.sql", SQL / "extensions.sql", SQL / "supabase_functions.sql"]
 NAMES = sorted(p.name for p in SETS.iterdir() if (p / "supabase" / "migrations").is_dir())
 
 
@@ -43,10 +41,9 @@ async def load_set(standin: Any, name: str, root: Path = SETS) -> str:
         await admin.execute(f'create database "{database}" owner postgres')
     finally:
         await admin.close()
+    await standin.abootstrap_database(database)
     admin = await asyncpg.connect(standin.dsn("supabase_admin", database))
     try:
-        for path in BOOTSTRAP:
-            await admin.execute(path.read_text())
         await admin.execute(f'alter database "{database}" set search_path = "$user", public, extensions')
     finally:
         await admin.close()

@@ -61,6 +61,7 @@ LOGIN_ROLES = (
 ROLES_SQL = Path(__file__).parent / "sql" / "roles.sql"
 CLUSTER_SQL = Path(__file__).parent / "sql" / "cluster.sql"
 POSTGRES_GRANTS_SQL = Path(__file__).parent / "sql" / "postgres_grants.sql"
+SUPABASE_FUNCTIONS_SQL = Path(__file__).parent / "sql" / "supabase_functions.sql"  # Database Webhooks, via pg_net
 # What a fresh Supabase project has created before the first migration: (extension, schema), each only when
 # its control file exists (the server's own, or workbench/local/extensions). Created by supabase_admin.
 PRECREATED_EXTENSIONS = (
@@ -68,6 +69,7 @@ PRECREATED_EXTENSIONS = (
     ("pgcrypto", "extensions"),
     ("uuid-ossp", "extensions"),
     ("pgjwt", "extensions"),
+    ("pgsodium", "pgsodium"),
     ("supabase_vault", "vault"),
     ("pg_graphql", "graphql"),
 )
@@ -347,18 +349,23 @@ class LocalStandIn:
         if demo:
             run_sync(demo_data.load(self.dsn(), self))
 
+    async def abootstrap_database(self, database: str) -> None:
+        """Make ``database`` (created by the caller) look like a fresh Supabase project's database."""
+        await self._bootstrap_database(database)
+
     def bootstrap(self) -> None:
         """Re-run the idempotent Supabase bootstrap (after upgrading the workbench, for example)."""
         from workbench.notebook.bridge import run_sync
 
         run_sync(self._bootstrap_database())
 
-    async def _bootstrap_database(self) -> None:
-        """Roles, schemas, auth and storage, the pre-created extensions and postgres's grants, as
-        ``supabase_admin`` (the superuser; ``postgres`` could not create most of it, as on Supabase)."""
+    async def _bootstrap_database(self, database: str = "postgres") -> None:
+        """Roles, schemas, auth and storage, the pre-created extensions, ``supabase_functions`` and postgres's
+        grants in ``database``, as ``supabase_admin`` (the superuser; ``postgres`` could not create most of it,
+        as on Supabase). Idempotent; also what a scratch database gets to look like a fresh project."""
         import asyncpg
 
-        conn = await asyncpg.connect(self.dsn(BOOTSTRAP_SUPERUSER))
+        conn = await asyncpg.connect(self.dsn(BOOTSTRAP_SUPERUSER, database))
         try:
             await conn.execute(BOOTSTRAP_SQL.read_text())
             await conn.execute(CLUSTER_SQL.read_text())
@@ -367,6 +374,8 @@ class LocalStandIn:
                 if name in available:
                     await conn.execute(f'create schema if not exists "{schema}"')
                     await conn.execute(f'create extension if not exists "{name}" with schema "{schema}"')
+            if "pg_net" in available:
+                await conn.execute(SUPABASE_FUNCTIONS_SQL.read_text())
             await conn.execute(POSTGRES_GRANTS_SQL.read_text())
         finally:
             await conn.close()

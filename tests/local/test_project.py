@@ -172,7 +172,7 @@ def test_start_project_applies_migrations_and_seed_then_only_new_files(
     assert fetch(folder, "select to_regclass('public.tasks') is null as no_demo")[0]["no_demo"]
 
     (root / "supabase" / "migrations" / "20240104000000_tags.sql").write_text(
-        "create table public.tags (id int primary key, label text);\n"
+        "begin;\ncreate table public.tags (id int primary key, label text);\ncommit;\n"  # its own transaction
     )
     code, out, err = cli(capsys, "local", "start", "--dir", str(folder.data_dir), "--project", str(root))
     assert code == 0, err
@@ -180,6 +180,7 @@ def test_start_project_applies_migrations_and_seed_then_only_new_files(
     assert "1 migration(s) applied, 3 already applied" in out
     assert "seed not run: the project was loaded here before" in out
     assert fetch(folder, "select count(*) as n from public.notes")[0]["n"] == 3  # the seed did not run twice
+    assert fetch(folder, "select count(*) as n from supabase_migrations.schema_migrations")[0]["n"] == 4
 
 
 @pytest.fixture()

@@ -95,6 +95,17 @@ insert into public.audit_log (note_id, what) select id, 'created' from public.no
 """
 
 
+CITEXT = """\
+create extension if not exists citext with schema extensions;
+alter table public.profiles add column handle extensions.citext unique;
+"""
+
+
+def has_citext(standin: LocalStandIn) -> bool:
+    sql = "select count(*)::int as n from pg_available_extensions where name = 'citext'"
+    return bool(fetch(standin.dsn(), sql)[0]["n"])
+
+
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStandIn]:
     """The "remote project": a second stand-in (no demo) with its own project folder loaded."""
@@ -104,6 +115,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStandIn]:
     (root / "supabase" / "seed.sql").write_text(SEED)
     remote = LocalStandIn(tmp_path_factory.mktemp("remote-standin") / "local")
     remote.start(demo=False, api=False)
+    if has_citext(remote):  # pgserver's PostgreSQL 16 lacks it; the PostgreSQL 18 stand-in ships it
+        (root / "supabase" / "migrations" / "20240102000000_citext.sql").write_text(CITEXT)
     report = project.load_project(root, dsn=remote.dsn())
     assert report.seeded == ["seed.sql"]
     yield remote
@@ -311,3 +324,28 @@ def test_adjust_dump_drops_meta_commands_unknown_settings_and_foreign_role_grant
         "app",
         "public",
     ]
+
+
+def test_pull_creates_the_extensions_the_source_uses(
+    pulled: tuple[int, str, str], source: LocalStandIn, target: LocalStandIn
+) -> None:
+    assert pulled[0] == 0, pulled[2]
+    used = {r["extname"] for r in fetch(source.dsn(), "select extname from pg_extension where extname <> 'plpgsql'")}
+    created = {r["extname"] for r in fetch(target.dsn(), "select extname from pg_extension")}
+    assert "vector" in used and used <= created
+    if not has_citext(source):
+        pytest.skip("this server has no citext (pgserver's PostgreSQL 16); vector was checked above")
+    assert "citext" in created
+    column = "select udt_name from information_schema.columns where table_name = 'profiles' and column_name = 'handle'"
+    assert fetch(target.dsn(), column)[0]["udt_name"] == "citext"
+
+
+def test_pull_refuses_a_standin_that_already_has_tables(
+    pulled: tuple[int, str, str], source: LocalStandIn, target: LocalStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert pulled[0] == 0, pulled[2]
+    before = fetch(target.dsn(), "select count(*)::int as n from public.notes")[0]["n"]
+    assert main(["local", "pull", "--dir", str(target.data_dir), "--db-url", source.dsn()]) == 1
+    err = capsys.readouterr().err
+    assert "Loading a pulled schema on top would mix the two" in err and "--dir NEW_FOLDER" in err
+    assert fetch(target.dsn(), "select count(*)::int as n from public.notes")[0]["n"] == before

@@ -341,7 +341,13 @@ def _label(path: Path, base: Path) -> str:
     return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
 
 
-async def _refuse_foreign_tables(conn: Any) -> None:
+_PROJECT_FIX = (
+    "Fix: `workbench local reset --project PATH` (rebuilds the database from the project only), or use another "
+    "folder: `workbench local start --dir NEW_FOLDER --project PATH`."
+)
+
+
+async def _refuse_foreign_tables(conn: Any, what: str = "a project", fix: str = _PROJECT_FIX) -> None:
     rows = await conn.fetch(
         """select n.nspname || '.' || c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
            where c.relkind in ('r', 'p') and n.nspname <> all($1::text[]) and n.nspname not like 'pg\\_%'
@@ -352,9 +358,7 @@ async def _refuse_foreign_tables(conn: Any) -> None:
         names = ", ".join(r["name"] for r in rows)
         raise ProjectError(
             f"this database already has tables that no project migration created ({names}, ...): the demo app "
-            "or earlier work. Loading a project on top would mix the two. Fix: `workbench local reset --project "
-            "PATH` (rebuilds the database from the project only), or use another folder: `workbench local start "
-            "--dir NEW_FOLDER --project PATH`."
+            f"or earlier work. Loading {what} on top would mix the two. {fix}"
         )
 
 

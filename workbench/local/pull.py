@@ -270,7 +270,12 @@ async def apull(
         ) from None
     dst = await asyncpg.connect(target_dsn)
     try:
-        await project._refuse_foreign_tables(dst)
+        await project._refuse_foreign_tables(
+            dst,
+            "a pulled schema",
+            "Fix: pull into a fresh stand-in (`workbench local pull --dir NEW_FOLDER ...`), or `workbench local reset "
+            "--no-demo` first (that deletes this stand-in's data).",
+        )
         names = [r["nspname"] for r in await src.fetch(_SCHEMAS_SQL)]
         report.schemas = user_schemas(names)
         say(f"schemas: {', '.join(report.schemas) or '(none)'}")

@@ -103,10 +103,10 @@ def _project(standin: LocalStandIn, args: argparse.Namespace) -> int:
 def _pull(standin: LocalStandIn, args: argparse.Namespace) -> int:
     """``workbench local pull [--db-url URL] [--rows N]``: a real project's schema into the stand-in."""
     from workbench.core.exceptions import WorkbenchUserError
-    from workbench.local import pull
+    from workbench.local.pull import pull_into_standin
 
     try:
-        report = pull.pull_into_standin(standin, db_url=args.db_url, rows=args.rows, progress=print)
+        report = pull_into_standin(standin, db_url=args.db_url, rows=args.rows, progress=print)
     except WorkbenchUserError as exc:
         if isinstance(exc, StandInError):
             raise

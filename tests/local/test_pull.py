@@ -164,6 +164,7 @@ def test_pull_reports_progress_and_never_shows_the_password(
     assert "connecting to postgresql://postgres:***@127.0.0.1" in out
     assert "schemas: app, public" in out
     assert "storage: 1 buckets, 1 policies" in out
+    assert "triggers on auth/storage tables: 1" in out  # on_auth_user_created
     assert "placeholder auth.users rows" in out
     password = source.keys().db_password("postgres")
     assert password not in out and password not in err

@@ -449,14 +449,16 @@ async def _outside_triggers(src: Any, dst: Any, report: PullReport, say: Progres
     )
     from workbench.core.sqlnames import quote_ident
 
+    created = 0
     for row in rows:
         if row["fn_schema"] not in report.schemas:
             continue
         await dst.execute(f"drop trigger if exists {quote_ident(row['tgname'])} on {row['tbl']}")
         await dst.execute(row["ddl"])
-        report.triggers += 1
-    if rows:
-        say(f"triggers on auth/storage: {report.triggers}")
+        created += 1
+    report.triggers += created
+    if created:
+        say(f"triggers on auth/storage tables: {created}")
 
 
 # -- sample rows -----------------------------------------------------------------------------------------

@@ -312,14 +312,27 @@ def test_adjust_dump_drops_meta_commands_unknown_settings_and_foreign_role_grant
             "GRANT ALL ON TABLE app.t TO anon;",
             "GRANT ALL ON TABLE app.t TO supabase_realtime_admin WITH GRANT OPTION;",
             "ALTER DEFAULT PRIVILEGES FOR ROLE supabase_admin IN SCHEMA app GRANT ALL ON TABLES TO anon;",
+            "ALTER PUBLICATION supabase_realtime ADD TABLE ONLY app.t;",
+            "ALTER PUBLICATION my_own_pub ADD TABLE ONLY app.t;",
+            "--",
+            "-- Name: f(); Type: FUNCTION",
+            "--",
+            "CREATE FUNCTION app.f() RETURNS integer LANGUAGE plpgsql AS $$",
+            "begin",
+            "-- a comment inside the body stays",
+            "  return 1;",
+            "end $$;",
             "\\unrestrict abc123",
         ]
     )
-    script, dropped = pull.adjust_dump(dump, {"anon", "postgres"})
-    assert dropped == 2
+    script, dropped = pull.adjust_dump(dump, {"anon", "postgres"}, {"supabase_realtime"})
+    assert dropped == 3
     assert script == (
         "SET check_function_bodies = false;\n\nCREATE SCHEMA IF NOT EXISTS app;\n\n"
-        "CREATE TABLE app.t (id integer);\n\nGRANT ALL ON TABLE app.t TO anon;\n"
+        "CREATE TABLE app.t (id integer);\n\nGRANT ALL ON TABLE app.t TO anon;\n\n"
+        "ALTER PUBLICATION supabase_realtime ADD TABLE ONLY app.t;\n\n"
+        "CREATE FUNCTION app.f() RETURNS integer LANGUAGE plpgsql AS $$\nbegin\n"
+        "-- a comment inside the body stays\n  return 1;\nend $$;\n"
     )
     assert pull.user_schemas(["app", "auth", "graphql_public", "pgsodium_masks", "pg_toast", "public", "vault"]) == [
         "app",
@@ -350,3 +363,29 @@ def test_pull_refuses_a_standin_that_already_has_tables(
     err = capsys.readouterr().err
     assert "Loading a pulled schema on top would mix the two" in err and "--dir NEW_FOLDER" in err
     assert fetch(target.dsn(), "select count(*)::int as n from public.notes")[0]["n"] == before
+
+
+def test_a_schema_that_cannot_load_is_named_by_line_and_nothing_is_kept(
+    source: LocalStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A table whose type lives in Supabase's ``extensions`` schema (never pulled) cannot load here."""
+    admin = source.dsn(role="supabase_admin")
+    fetch(admin, "drop database if exists broken with (force)")
+    fetch(admin, "create database broken")
+    broken = source.dsn(role="supabase_admin", database="broken")
+    fetch(broken, "create schema extensions")
+    fetch(broken, "create type extensions.mood as enum ('ok', 'meh')")
+    fetch(broken, "create table public.moods (id int primary key, mood extensions.mood)")
+    target = LocalStandIn(tmp_path / "t")
+    try:
+        assert main(["local", "pull", "--dir", str(target.data_dir), "--db-url", broken]) == 1
+        err = capsys.readouterr().err
+        assert "the pulled schema failed to load at line" in err
+        assert 'type "extensions.mood" does not exist' in err and "CREATE TABLE public.moods" in err
+        line = int(err.split("failed to load at line ", 1)[1].split(" ", 1)[0])
+        applied = (target.data_dir / "pull-schema.sql").read_text().splitlines()
+        assert "extensions.mood" in applied[line - 1]
+        assert fetch(target.dsn(), "select to_regclass('public.moods') is null as gone")[0]["gone"]
+    finally:
+        target.destroy()
+        fetch(admin, "drop database if exists broken with (force)")

@@ -198,8 +198,9 @@ _GRANT_ROLES = re.compile(
 _FOR_ROLE = re.compile(r"\bFOR\s+ROLE\s+(\S+)", re.I)
 
 
-def adjust_dump(text: str, roles: set[str]) -> tuple[str, int]:
-    """The dump as the stand-in can run it, and how many grants were left out (roles it does not have)."""
+def adjust_dump(text: str, roles: set[str], publications: set[str] | None = None) -> tuple[str, int]:
+    """The dump as the stand-in can run it, and how many statements were left out because they name roles
+    (grants) or publications (``alter publication ... add table``) the stand-in does not have."""
     from workbench.core.sqltext import split_statements
 
     lines = [ln for ln in text.splitlines() if not ln.startswith("\\")]  # \restrict, \connect: psql only
@@ -207,7 +208,7 @@ def adjust_dump(text: str, roles: set[str]) -> tuple[str, int]:
     kept: list[str] = []
     dropped = 0
     for statement in statements:
-        body = "\n".join(ln for ln in statement.splitlines() if not ln.lstrip().startswith("--")).strip()
+        body = _without_leading_comments(statement)
         if not body:
             continue
         head = body.split(None, 2)
@@ -221,8 +222,20 @@ def adjust_dump(text: str, roles: set[str]) -> tuple[str, int]:
             if named - roles:
                 dropped += 1
                 continue
+        publication = head[2].split(None, 1)[0].strip('"') if first == "ALTER PUBLICATION" else None
+        if publications is not None and publication is not None and publication not in publications:
+            dropped += 1
+            continue
         kept.append(body)
     return ";\n\n".join(kept) + (";\n" if kept else ""), dropped
+
+
+def _without_leading_comments(statement: str) -> str:
+    """The statement without the ``--`` comment lines pg_dump puts before it (its body is left alone)."""
+    lines = statement.splitlines()
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
+        lines.pop(0)
+    return "\n".join(lines).strip()
 
 
 def _statement_roles(body: str) -> set[str]:
@@ -283,16 +296,32 @@ async def apull(
         roles = {r["rolname"] for r in await dst.fetch("select rolname from pg_roles")}
         say("pg_dump --schema-only ...")
         dump = await asyncio.to_thread(_dump, source, report.schemas) if report.schemas else ""
-        script, report.dropped_grants = adjust_dump(dump, roles)
+        publications = {r["pubname"] for r in await dst.fetch("select pubname from pg_publication")}
+        script, report.dropped_grants = adjust_dump(dump, roles, publications)
         if report.dropped_grants:
             report.warnings.append(
-                f"{report.dropped_grants} grant(s) to roles the stand-in does not have were left out"
+                f"{report.dropped_grants} grant(s) or publication membership(s) naming roles or publications the "
+                "stand-in does not have were left out"
             )
         if work_dir is not None:
             (work_dir / "pull-schema.sql").write_text(script)
         say("applying the schema")
         step = project.LoadEvent("pull", "pull-schema.sql", 1, 1, "applying")
-        await project._apply_file(dst, script, step, None, [], None)
+        try:
+            await project._apply_file(dst, script, step, None, [], None)
+        except project.MigrationFailed as exc:
+            kept_at = f" ({work_dir / 'pull-schema.sql'})" if work_dir is not None else ""
+            statement = f"\nstatement:\n{project._first_lines(exc.statement)}" if exc.statement else ""
+            missing = (
+                f"\nThe stand-in's server lacks these extensions of the source: {', '.join(report.missing_extensions)}."
+                if report.missing_extensions
+                else ""
+            )
+            raise PullError(
+                f"the pulled schema failed to load at line {exc.line} of pull-schema.sql{kept_at}: {exc.pg_message}"
+                f"{statement}{missing}\nNothing of the schema was kept (it runs in one transaction); the stand-in "
+                "is usable. Fix: read that line; an object that needs a missing extension or role cannot load here."
+            ) from None
         await dst.execute("reset all")  # pg_dump's session settings (search_path = '') end with the script
         counts = await dst.fetchrow(_COUNTS_SQL, report.schemas)
         report.tables, report.functions, report.policies, report.triggers = (

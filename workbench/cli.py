@@ -95,6 +95,9 @@ def _project(standin: LocalStandIn, args: argparse.Namespace) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for warning in report.warnings:
+        if warning not in folder.warnings:  # the folder's own were printed before loading
+            print(f"warning: {warning}", file=sys.stderr)
     print("\n".join(line for line in report.describe().splitlines() if not line.startswith("warning: ")))
     _print_status(standin.status(), standin, args.json)
     return 0

@@ -182,6 +182,10 @@ def test_start_project_applies_migrations_and_seed_then_only_new_files(
     assert fetch(folder, "select count(*) as n from public.notes")[0]["n"] == 3  # the seed did not run twice
     assert fetch(folder, "select count(*) as n from supabase_migrations.schema_migrations")[0]["n"] == 4
 
+    (root / "supabase" / "migrations" / "20240104000000_tags.sql").unlink()  # applied, then its file went away
+    code, out, err = cli(capsys, "local", "start", "--dir", str(folder.data_dir), "--project", str(root))
+    assert code == 0 and "applied versions with no file in" in err and "20240104000000" in err
+
 
 @pytest.fixture()
 def ip(folder: LocalStandIn, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:

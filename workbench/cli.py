@@ -48,6 +48,10 @@ def cmd_local(args: argparse.Namespace) -> int:
     standin = _standin(args)
     if args.action == "inbox":
         return _inbox(standin, args)
+    if args.action == "pull":
+        return _pull(standin, args)
+    if args.project is not None:
+        return _project(standin, args)
     action: dict[str, Callable[[], StandInStatus]] = {
         "start": lambda: standin.start(demo=not args.no_demo),
         "stop": standin.stop,
@@ -58,6 +62,60 @@ def cmd_local(args: argparse.Namespace) -> int:
     _print_status(status, standin, args.json)
     if args.action == "status" and not (status.db_running and status.api_running):
         return 1
+    return 0
+
+
+def _print_progress(event: Any) -> None:
+    """``applying 20240101000000_init.sql (3/12) ... ok 45 ms``, the first half before the file runs."""
+    if event.state == "applying":
+        print(event.describe(), end="", flush=True)
+    else:
+        print(f" {event.state} {event.elapsed_ms:.0f} ms", flush=True)
+
+
+def _project(standin: LocalStandIn, args: argparse.Namespace) -> int:
+    """``workbench local start|reset --project PATH``: a Supabase CLI project folder in the stand-in."""
+    from workbench.core.exceptions import WorkbenchUserError
+    from workbench.local import project
+
+    if args.action not in ("start", "reset"):
+        raise StandInError(f"--project goes with `start` or `reset`, not `{args.action}`.")
+    try:
+        folder = project.find_project(args.project)  # a wrong folder fails before anything starts
+        for warning in folder.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if args.action == "reset":
+            report = project.reset_project(folder.root, standin, progress=_print_progress)
+        else:
+            if not (standin.is_standin_folder() and standin.status().db_running and standin.status().api_running):
+                standin.start(demo=False)  # a new stand-in for a project has no demo app (no mixed tables)
+            report = project.load_project(folder.root, standin, progress=_print_progress)
+    except WorkbenchUserError as exc:
+        if isinstance(exc, StandInError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for warning in report.warnings:
+        if warning not in folder.warnings:  # the folder's own were printed before loading
+            print(f"warning: {warning}", file=sys.stderr)
+    print("\n".join(line for line in report.describe().splitlines() if not line.startswith("warning: ")))
+    _print_status(standin.status(), standin, args.json)
+    return 0
+
+
+def _pull(standin: LocalStandIn, args: argparse.Namespace) -> int:
+    """``workbench local pull [--db-url URL] [--rows N]``: a real project's schema into the stand-in."""
+    from workbench.core.exceptions import WorkbenchUserError
+    from workbench.local.pull import pull_into_standin
+
+    try:
+        report = pull_into_standin(standin, db_url=args.db_url, rows=args.rows, progress=print)
+    except WorkbenchUserError as exc:
+        if isinstance(exc, StandInError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(report.describe())
     return 0
 
 
@@ -134,12 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     local = sub.add_parser("local", help="the embedded local Supabase stand-in")
-    local.add_argument("action", choices=["start", "stop", "status", "reset", "inbox"])
+    local.add_argument("action", choices=["start", "stop", "status", "reset", "inbox", "pull"])
     local.add_argument("--dir", type=Path, default=None, help="data folder (default $WORKBENCH_LOCAL_DIR)")
     local.add_argument("--json", action="store_true", help="machine-readable output")
     local.add_argument("--no-demo", action="store_true", help="do not load the demo app into a new stand-in")
     local.add_argument("--to", default=None, help="inbox: only the messages to this address")
     local.add_argument("--clear", action="store_true", help="inbox: delete every message")
+    local.add_argument(
+        "--project", type=Path, default=None, help="start/reset: a Supabase CLI project folder (supabase/migrations)"
+    )
+    local.add_argument("--db-url", default=None, help="pull: the source project (default: SUPABASE_DB_URL etc.)")
+    local.add_argument("--rows", type=int, default=0, help="pull: sample rows per table (default 0: schema only)")
     local.set_defaults(func=cmd_local)
 
     rig = sub.add_parser("remote-rig", help="a stand-in that behaves like a remote project (TLS, poolers, latency)")

@@ -47,6 +47,7 @@ OWN_FILES = (
     "postgres.log",
     "auth.json",  # the Auth API's settings (auto-confirm, anonymous sign-ins)
     "inbox",  # the Auth API's caught mail
+    "pull-schema.sql",  # the schema `workbench local pull` applied (to read a failing line in)
     ".lock",
     MARKER,
 )

@@ -1,8 +1,9 @@
 """IPython magics (``%load_ext workbench``): thin parsing over :mod:`workbench.notebook.session`.
 
-``%sbconnect``, ``%%sbquery`` / ``%sbquery``, ``%sbimpersonate``, ``%sbwhoami``, and the widget
-openers ``%sbstorage``, ``%sbschema``, ``%sbmodels``, ``%sbpolicies``, ``%sbadvise``, ``%sbwhy``. Errors the user
-can fix are shown as one short message with a hint, without a traceback from inside the libraries.
+``%sbconnect`` (and ``%sblocal --project PATH``), ``%%sbquery`` / ``%sbquery``, ``%sbimpersonate``,
+``%sbwhoami``, and the widget openers ``%sbstorage``, ``%sbschema``, ``%sbmodels``, ``%sbpolicies``,
+``%sbadvise``, ``%sbwhy``. Errors the user can fix are shown as one short message with a hint, without a
+traceback from inside the libraries.
 """
 
 from __future__ import annotations
@@ -40,6 +41,32 @@ def _show_short_error(shell: Any, etype: type, evalue: BaseException, tb: Any, t
     return None
 
 
+def _connect_local_project(path: str, *, reset: bool, mode: str | None) -> core.Workbench:
+    """Load (or with ``reset`` rebuild from) a project folder into the local stand-in, showing one progress
+    line per file, then connect to it."""
+    from workbench.local import project
+    from workbench.local.settings import standin_settings
+    from workbench.local.standin import LocalStandIn
+
+    folder = project.find_project(path)
+    handle = display({"text/plain": f"loading {folder.root} ..."}, raw=True, display_id=True)
+
+    def progress(event: project.LoadEvent) -> None:
+        if handle is not None:
+            handle.update({"text/plain": event.describe()}, raw=True)
+
+    standin = LocalStandIn()  # $WORKBENCH_LOCAL_DIR or ~/.workbench/local, as `%sbconnect local`
+    if reset:
+        report = project.reset_project(folder.root, standin, progress=progress)
+    else:
+        report = project.load_project(folder.root, standin, progress=progress)
+    wb = core.connect(standin_settings(standin), mode=mode)
+    summary = report.describe()
+    if handle is not None:
+        handle.update({"text/plain": summary}, raw=True)
+    return wb
+
+
 @magics_class
 class WorkbenchMagics(Magics):
     """The workbench's magics; state lives in :func:`workbench.notebook.session.current`."""
@@ -48,11 +75,19 @@ class WorkbenchMagics(Magics):
     @magic_arguments()
     @argument("target", nargs="?", default=None, help="'local', 'project', or a postgresql:// URL")
     @argument("--mode", choices=["direct", "session", "transaction"], default=None)
+    @argument("--project", default=None, help="local: load this Supabase CLI project folder (supabase/migrations)")
+    @argument("--reset", action="store_true", help="with --project: rebuild the database from the project")
     @line_magic
     def sbconnect(self, line: str) -> Any:
         """Connect to the local stand-in (default with no project configured), the project, or a URL."""
         args = _parse(self.sbconnect, line)
-        if args.target in (None, "project"):
+        if args.project is not None or args.reset:
+            if args.target not in (None, "local") or args.project is None:
+                raise UsageError(
+                    "--project PATH [--reset] loads a project into the local stand-in: %sbconnect local --project PATH"
+                )
+            wb = _connect_local_project(args.project, reset=args.reset, mode=args.mode)
+        elif args.target in (None, "project"):
             wb = core.connect(mode=args.mode)
         elif args.target == "local":
             from workbench.local.settings import standin_settings
@@ -61,6 +96,18 @@ class WorkbenchMagics(Magics):
         else:
             wb = core.connect(args.target, mode=args.mode)
         where = wb.settings.describe()
+        _show(f"<span class='wb-connected'>Connected: {_esc(where)}</span>", f"Connected: {where}")
+        return None
+
+    @magic_arguments()
+    @argument("--project", required=True, help="a Supabase CLI project folder (the root or its supabase/)")
+    @argument("--reset", action="store_true", help="rebuild the database from the project (supabase db reset)")
+    @line_magic
+    def sblocal(self, line: str) -> Any:
+        """``%sblocal --project PATH``: the local stand-in with the project's migrations (+ seed), connected."""
+        args = _parse(self.sblocal, line)
+        _connect_local_project(args.project, reset=args.reset, mode=None)
+        where = f"local stand-in with project {args.project}"
         _show(f"<span class='wb-connected'>Connected: {_esc(where)}</span>", f"Connected: {where}")
         return None
 

@@ -477,6 +477,10 @@ class _Cell:
         pipe = pipeline_for(conn) if pipelined else None
         if pipe is not None and pipe.pending:
             pipe = None
+        if pipe is not None and write and len(planned) == 1 and planned[0][2] == "query":
+            # a --write cell's query is read through a portal, which asyncpg opens only once it has seen the
+            # transaction begin: send BEGIN on its own
+            pipe = None
         ending = _ending(self.pooler_safe)
         ended = False
         prologue: Silent | None = None

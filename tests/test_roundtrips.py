@@ -2,13 +2,13 @@
 
 Each test pins the CURRENT count, so a change that adds a round trip fails here. The issue's targets
 (at most 1.5 round trips of wall time per ``%%sbquery`` cell, i.e. one flight on the wire; at most 3 per
-FastAPI request) are separate tests; where a path has not reached its target yet (a cell behind the
-transaction pooler: its statement is described in a flight of its own), the target test is
-``xfail(strict=True)``, so reaching it fails the suite until the marker is removed.
+FastAPI request) are separate tests, all passing now.
 
 How the counts came down (issue 13): ``BEGIN`` + identity ride with the cell's first statement and
 ``ROLLBACK`` + the session reset with its last query (``workbench.core.pipeline``); a resolved ``--as`` /
-``--role`` is reused for a few seconds (``Workbench.resolve_identity``); the ORM's ``BEGIN`` + identity ride
+``--role`` is reused for a few seconds (``Workbench.resolve_identity``); behind a transaction pooler a
+statement's description is kept per connection and checked by a Describe in the same flight; the ORM's
+``BEGIN`` + identity ride
 with the first statement and ``COMMIT`` carries the reset (``workbench.core.engine.PipelinedTransaction``).
 
 Counts are turns: a client->server flight answered by a server->client flight. The rig's URLs carry
@@ -37,10 +37,10 @@ CELLS = 3
 # path -> endpoint -> round trips per cell, as measured today (warm pool, one query; before issue 13's
 # pipelining: 4/4/5 without identity, 5/5/7 with one)
 CURRENT = {
-    "no identity": {"direct": 1, "session": 1, "transaction": 2},
-    "--as alice@example.com": {"direct": 1, "session": 1, "transaction": 2},
-    "--role service_role": {"direct": 1, "session": 1, "transaction": 2},
-    "--role anon": {"direct": 1, "session": 1, "transaction": 2},
+    "no identity": {"direct": 1, "session": 1, "transaction": 1},
+    "--as alice@example.com": {"direct": 1, "session": 1, "transaction": 1},
+    "--role service_role": {"direct": 1, "session": 1, "transaction": 1},
+    "--role anon": {"direct": 1, "session": 1, "transaction": 1},
 }
 # before: 5/5/7 (the BEGIN, identity, query, COMMIT and check-in reset each a round trip)
 FASTAPI_CURRENT = {"direct": 2, "session": 2, "transaction": 3}
@@ -99,19 +99,7 @@ def test_sbquery_round_trips_do_not_grow(sbquery: dict[str, dict[str, float]], p
     assert sbquery[kind][path] == CURRENT[path][kind]
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "direct",
-        "session",
-        pytest.param(
-            "transaction",
-            marks=pytest.mark.xfail(
-                strict=True, reason="issue 13 target: the statement's description costs a flight behind a pooler"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("path", list(CURRENT))
 def test_sbquery_target_one_round_trip_per_cell(sbquery: dict[str, dict[str, float]], path: str, kind: str) -> None:
     assert sbquery[kind][path] <= CELL_TARGET

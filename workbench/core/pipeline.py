@@ -36,6 +36,8 @@ _E = ord("E")
 _D = ord("D")
 _PASS_ALONG = {ord("S"), ord("A")}  # ParameterStatus, NotificationResponse: asyncpg tracks them in any state
 SYNC = b"S\x00\x00\x00\x04"
+DESCRIBE_UNNAMED = b"D\x00\x00\x00\x06S\x00"
+_PARAMS, _COLUMNS, _NO_DATA = ord("t"), ord("T"), ord("n")
 
 
 @dataclass
@@ -66,6 +68,10 @@ class Hold:
     row_bytes: int = 0
     overflow: bool = False
     status: str = ""
+    # (parameter type oids, (column name, type oid) pairs): the description a statement parsed again must
+    # match, checked by a Describe sent after its Parse; a mismatch sets ``stale`` and drops its rows
+    expect: tuple[tuple[int, ...], tuple[tuple[str, int], ...]] | None = None
+    stale: bool = False
 
 
 @dataclass
@@ -77,6 +83,9 @@ class Pipeline:
     _write: Any
     _writelines: Any
     held_status: str = ""
+    # statements described on this connection, for the unnamed statement (statement cache off, poolers):
+    # parsed again in the same flight as their Bind, their description checked by a Describe (see Hold)
+    described: collections.OrderedDict[str, Any] = field(default_factory=collections.OrderedDict)
     _prefix: list[tuple[bytes, Silent]] = field(default_factory=list)
     _trailer: tuple[bytes, Hold, Silent] | None = None
     _corked: list[bytes] | None = None
@@ -91,12 +100,17 @@ class Pipeline:
         self._prefix.append((_query_message(sql), silent))
         return silent
 
-    def trail(self, sql: str, max_row_bytes: int | None = None) -> tuple[Hold, Silent]:
+    def trail(
+        self,
+        sql: str,
+        max_row_bytes: int | None = None,
+        expect: tuple[tuple[int, ...], tuple[tuple[str, int], ...]] | None = None,
+    ) -> tuple[Hold, Silent]:
         """Send ``sql`` (simple protocol) right after the next operation that ends with Sync; that
         operation's answer is described by the returned :class:`Hold`, ``sql``'s by the :class:`Silent`."""
         if self._trailer is not None:
             raise RuntimeError("an epilogue is already queued on this connection")
-        hold, silent = Hold(max_row_bytes), Silent(sql)
+        hold, silent = Hold(max_row_bytes, expect=expect), Silent(sql)
         self._trailer = (_query_message(sql), hold, silent)
         return hold, silent
 
@@ -124,6 +138,8 @@ class Pipeline:
             self._tokens.append(silent)
         self._prefix.clear()
         self._corked.append(chunk)
+        if self._trailer is not None and self._trailer[1].expect is not None and chunk[:1] == b"P":
+            self._corked.append(DESCRIBE_UNNAMED)  # the description is checked against the expected one
         if self._trailer is not None and chunk.endswith(SYNC):
             message, hold, silent = self._trailer
             self._trailer = None
@@ -163,7 +179,15 @@ class Pipeline:
                 break
             kind, token = buf[pos], self._tokens[0]
             if isinstance(token, Hold):
-                if kind == _D and token.max_row_bytes is not None:
+                if token.expect is not None and kind in (_PARAMS, _COLUMNS, _NO_DATA):
+                    out += buf[start:pos]
+                    start = end  # our Describe's answer: checked here, never shown to asyncpg
+                    if not _matches(kind, bytes(buf[pos + 5 : end]), token.expect):
+                        token.stale = True
+                elif kind == _D and token.stale:
+                    out += buf[start:pos]
+                    start = end  # decoded with the wrong types otherwise: dropped, the caller runs again
+                elif kind == _D and token.max_row_bytes is not None:
                     token.row_bytes += end - pos
                     if token.row_bytes > token.max_row_bytes:
                         token.overflow = True
@@ -203,6 +227,24 @@ class Pipeline:
     def __getattr__(self, name: str) -> Any:
         # connection_lost, eof_received, pause_writing, resume_writing, ...: asyncpg's protocol handles them
         return getattr(self.protocol, name)
+
+
+def _matches(kind: int, body: bytes, expect: tuple[tuple[int, ...], tuple[tuple[str, int], ...]]) -> bool:
+    """Does a ParameterDescription / RowDescription / NoData answer match the expected description?"""
+    params, columns = expect
+    if kind == _NO_DATA:
+        return not columns
+    count = int.from_bytes(body[:2], "big")
+    if kind == _PARAMS:
+        return tuple(int.from_bytes(body[2 + 4 * i : 6 + 4 * i], "big") for i in range(count)) == params
+    seen, pos = [], 2
+    for _ in range(count):
+        nul = body.index(b"\x00", pos)
+        name = body[pos:nul].decode(errors="replace")
+        type_oid = int.from_bytes(body[nul + 7 : nul + 11], "big")
+        seen.append((name, type_oid))
+        pos = nul + 19
+    return tuple(seen) == columns
 
 
 def _query_message(sql: str) -> bytes:

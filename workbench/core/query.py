@@ -445,6 +445,7 @@ async def run_on_connection(
 
 FLIGHT_ROWS = 2048  # rows a pipelined read-only cell takes in its one flight; more: fetched again, bounded
 FLIGHT_BYTES = 16 * 1024 * 1024  # wire bytes of rows in that flight (rows past it are dropped, not decoded)
+DESCRIBED_STATEMENTS = 100  # descriptions kept per connection behind a transaction pooler (statement cache off)
 
 
 @dataclass
@@ -503,7 +504,7 @@ class _Cell:
                         pipe, prologue, stmt, args, ending, min(max_rows, FLIGHT_ROWS)
                     )
                     ended = True
-                    if hold.overflow or (not completed and max_rows > FLIGHT_ROWS):
+                    if hold.overflow or hold.stale or (not completed and max_rows > FLIGHT_ROWS):
                         self._close_if_dirty(epilogue)
                         return None
                     with _gc_paused():
@@ -559,15 +560,26 @@ class _Cell:
         prologue): at most ``rows + 1`` rows through the unnamed portal, then ROLLBACK + reset."""
         conn = self.conn
         parts: list[Any] = []
+        known: Any = pipe.described.get(stmt) if self.pooler_safe else None
 
         async def executor(prepared: Any, timeout: float | None) -> Any:
-            hold, epilogue = pipe.trail(ending, FLIGHT_BYTES if self.limit is None else None)
+            expect = None
+            if prepared is known:  # parsed again with its Bind: its description must still hold
+                prepared.mark_unprepared()
+                expect = (
+                    tuple(t.oid for t in prepared._get_parameters()),
+                    tuple((a.name, a.type.oid) for a in prepared._get_attributes()),
+                )
+            hold, epilogue = pipe.trail(ending, FLIGHT_BYTES if self.limit is None else None, expect)
             parts[:] = [prepared, hold, epilogue]
             return await conn._protocol.bind_execute(prepared, args, "", rows + 1, True, timeout)
 
         try:
             with _gc_paused():
-                ran = conn._do_execute(stmt, executor, None, retry=False)
+                if known is not None:
+                    ran: Any = _pair(executor(known, None), known)
+                else:
+                    ran = conn._do_execute(stmt, executor, None, retry=False)
                 (records, status, completed), _ = await _with_prologue(prologue, ran)
         except BaseException:
             if len(parts) == 3 and parts[2].done:  # the ending ran: the transaction is over
@@ -575,7 +587,17 @@ class _Cell:
                 self._close_if_dirty(parts[2])
             else:
                 pipe.discard_queued()
+            if known is not None:
+                pipe.described.pop(stmt, None)
             raise
+        if self.pooler_safe:
+            if parts[1].stale:
+                pipe.described.pop(stmt, None)
+            else:
+                pipe.described[stmt] = parts[0]
+                pipe.described.move_to_end(stmt)
+                while len(pipe.described) > DESCRIBED_STATEMENTS:
+                    pipe.described.popitem(last=False)
         prepared, hold, epilogue = parts
         return records, status, completed, prepared, hold, epilogue
 
@@ -604,6 +626,11 @@ class _Cell:
             explain=explain_text,
             committed=committed,
         )
+
+
+async def _pair(op: Awaitable[T], statement: Any) -> tuple[T, Any]:
+    """``op``'s result shaped like ``Connection._do_execute``'s (result, statement)."""
+    return await op, statement
 
 
 def _ending(pooled: bool) -> str:

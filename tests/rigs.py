@@ -56,15 +56,17 @@ class RoundTripCounter:
         self.password = password  # the client authenticates through the proxy
         self.port = 0
         self.round_trips = 0
+        self.flights = 0  # client writes that follow an answer: what pipelining saves (issue 13)
         self.messages: list[str] = []
         self._server: object | None = None
+        self._client_spoke_last = False
 
     @property
     def dsn(self) -> str:
         return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
 
     def reset(self) -> None:
-        self.round_trips = 0
+        self.round_trips = self.flights = 0
         self.messages.clear()
 
     async def start(self) -> None:
@@ -88,6 +90,7 @@ class RoundTripCounter:
         async def pump_server() -> None:
             try:
                 while data := await server_reader.read(65536):
+                    self._client_spoke_last = False
                     client_writer.write(data)
                     await client_writer.drain()
             finally:
@@ -98,6 +101,9 @@ class RoundTripCounter:
             startup = True
             buf = b""
             while data := await client_reader.read(65536):
+                if not self._client_spoke_last and not startup:
+                    self.flights += 1
+                self._client_spoke_last = True
                 server_writer.write(data)
                 await server_writer.drain()
                 buf += data

@@ -93,25 +93,43 @@ def begin_script(
     readonly: bool,
     statement_timeout_ms: int | None = None,
     cell_marker: str | None = None,
+    isolation: str | None = "read committed",
+    deferrable: bool = False,
 ) -> str:
-    """``BEGIN`` and the identity in one simple-protocol message: one round trip for both.
+    """``BEGIN`` and the identity in one simple-protocol message: one round trip for both, or none when it
+    rides with the first statement (:mod:`workbench.core.pipeline`).
 
-    Used by the query fast path on a raw asyncpg connection, where a bound statement would cost a
-    Parse round trip of its own when statement caching is off (transaction poolers). ``cell_marker``
-    is set transaction-locally as :data:`CELL_MARKER`: a statement that ends the transaction and chains a
-    new one (``ROLLBACK AND CHAIN``) loses it, which a savepoint rollback never does.
+    Used on a raw asyncpg connection, where a bound statement would cost a Parse round trip of its own
+    when statement caching is off (transaction poolers); the values are workbench-made and quoted by
+    :func:`quote_literal_dollar` (explicit templating, never user text). ``cell_marker`` is set
+    transaction-locally as :data:`CELL_MARKER`: a statement that ends the transaction and chains a new one
+    (``ROLLBACK AND CHAIN``) loses it, which a savepoint rollback never does. With no identity, no marker
+    and no timeout it is ``BEGIN`` alone.
     """
-    names = list(_SETTINGS)
-    values = identity_values(identity)
+    names = list(_SETTINGS) if identity is not None else []
+    values = identity_values(identity) if identity is not None else []
     if cell_marker is not None:
         names.append(CELL_MARKER)
         values.append(cell_marker)
     if statement_timeout_ms is not None:
         names += ["statement_timeout", "jit"]
         values += [str(statement_timeout_ms), "off"]
+    begin = "begin"
+    if isolation is not None:
+        level = isolation.replace("_", " ").lower()
+        if level not in _ISOLATION_LEVELS:
+            raise ValueError(f"unknown isolation level {isolation!r}; use one of {', '.join(_ISOLATION_LEVELS)}")
+        begin += f" isolation level {level}"
+    begin += " read only" if readonly else " read write"
+    if deferrable:
+        begin += " deferrable"
+    if not names:
+        return begin
     calls = ", ".join(f"set_config('{n}', {quote_literal_dollar(v)}, true)" for n, v in zip(names, values, strict=True))
-    mode = "read only" if readonly else "read write"
-    return f"begin isolation level read committed {mode}; select {calls}"
+    return f"{begin}; select {calls}"
+
+
+_ISOLATION_LEVELS = ("read committed", "read uncommitted", "repeatable read", "serializable")
 
 
 def impersonating(engine: AsyncEngine, identity: Identity) -> AsyncEngine:

@@ -23,9 +23,9 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
@@ -42,6 +42,7 @@ from workbench.core.impersonation import (  # noqa: F401 (re-exported)
     mark_clean,
     mark_used,
 )
+from workbench.core.pipeline import Hold, Pipeline, Silent, pipeline_for
 from workbench.core.sqltext import (
     bind_parameters,
     classify_statement,
@@ -59,6 +60,7 @@ DEFAULT_MAX_BYTES = 200 * 1024 * 1024  # without --limit, stop near this much re
 FIRST_BATCH = 64  # rows fetched first to measure the row size against the byte budget
 _INT_TYPES = {"int2", "int4", "int8", "oid"}
 _CODEC_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()  # asyncpg connections with our json codecs
+T = TypeVar("T")
 
 
 class QueryError(WorkbenchError):
@@ -323,13 +325,21 @@ async def _execute_one(conn: asyncpg.Connection, stmt: str, args: list[object]) 
 
 
 async def _check_transaction(
-    conn: asyncpg.Connection, status: str, index: int, stmt: str, *, marker: str, write: bool
+    conn: asyncpg.Connection,
+    status: str,
+    index: int,
+    stmt: str,
+    *,
+    marker: str,
+    write: bool,
+    in_transaction: bool | None = None,
 ) -> None:
     """Stop the cell if statement ``index`` ended its transaction, judged by what the server reports: the
     transaction status of ReadyForQuery, the command tag, and (for a ROLLBACK tag inside a transaction, which
     is either ROLLBACK TO SAVEPOINT or ROLLBACK AND CHAIN) whether the transaction-local marker survived."""
     tag = status.strip().upper()  # exact tags: SQL PREPARE's tag is "PREPARE", a statement like any other
-    in_transaction = conn.is_in_transaction()
+    if in_transaction is None:
+        in_transaction = conn.is_in_transaction()
     if in_transaction and tag not in ("COMMIT", "ROLLBACK", "PREPARE TRANSACTION"):
         return
     if in_transaction and tag == "ROLLBACK":
@@ -408,6 +418,12 @@ async def run_on_connection(
     the transaction stops the cell with :class:`TransactionEnded`. The transaction ends in the same message
     as :data:`SESSION_RESET`, so the connection is as clean as a fresh one, or closed.
 
+    Round trips (issue 13): ``BEGIN`` + identity ride in the same write as the first statement, and a
+    read-only cell's ``ROLLBACK`` + reset in the same write as its last query (see
+    :mod:`workbench.core.pipeline`): a single-query cell is one flight when its statement is cached (one
+    more to prepare it, always behind a transaction pooler). A result larger than :data:`FLIGHT_ROWS`
+    rows (or bytes) is fetched again the bounded way, in a second transaction.
+
     ``pooler_safe`` (behind a transaction pooler, where the connection's statement cache is off) uses only
     the unnamed statement; otherwise asyncpg's statement cache saves the Parse round trip."""
     identity = identity or Identity.none()
@@ -419,67 +435,225 @@ async def run_on_connection(
     if max_rows < 0:
         raise QueryUsageError(f"--limit must be >= 0, not {max_rows}.")
     await _prepare_codecs(conn)
-    mark_used(conn)
-    started = time.perf_counter()
-    readonly = not write  # --explain --write: EXPLAIN ANALYZE the write, then roll it back
-    marker = secrets.token_hex(8)
-    ended = False
-    try:
-        await conn.execute(
-            begin_script(identity, readonly=readonly, statement_timeout_ms=statement_timeout_ms, cell_marker=marker)
+    run = _Cell(conn, identity, planned, write, limit, explain, statement_timeout_ms, pooler_safe, max_bytes)
+    outcome = await run.go(pipelined=True)
+    if outcome is None:  # more rows than one flight carries: again, the bounded way
+        outcome = await run.go(pipelined=False)
+        assert outcome is not None
+    return outcome
+
+
+FLIGHT_ROWS = 2048  # rows a pipelined read-only cell takes in its one flight; more: fetched again, bounded
+FLIGHT_BYTES = 16 * 1024 * 1024  # wire bytes of rows in that flight (rows past it are dropped, not decoded)
+DESCRIBED_STATEMENTS = 100  # descriptions kept per connection behind a transaction pooler (statement cache off)
+
+
+@dataclass
+class _Cell:
+    """One run of a planned cell on a connection (see :func:`run_on_connection`)."""
+
+    conn: asyncpg.Connection
+    identity: Identity
+    planned: list[tuple[str, list[object], str]]
+    write: bool
+    limit: int | None
+    explain: bool
+    statement_timeout_ms: int | None
+    pooler_safe: bool
+    max_bytes: int
+    flight_ended: bool = False  # the pipelined ending ran (the transaction is over), even if a statement failed
+
+    async def go(self, *, pipelined: bool) -> QueryOutcome | None:
+        """The outcome, or None when the pipelined flight could not carry the whole result (nothing was
+        written: the cell is read-only and already rolled back)."""
+        conn, planned, write = self.conn, self.planned, self.write
+        max_rows = self.limit if self.limit is not None else DEFAULT_MAX_ROWS
+        mark_used(conn)
+        started = time.perf_counter()
+        readonly = not write  # --explain --write: EXPLAIN ANALYZE the write, then roll it back
+        marker = secrets.token_hex(8)
+        begin = begin_script(
+            self.identity, readonly=readonly, statement_timeout_ms=self.statement_timeout_ms, cell_marker=marker
         )
-        status = ""
-        frame = pd.DataFrame()
-        truncated = False
-        for index, (stmt, args, kind) in enumerate(planned):
-            last = index == len(planned) - 1
-            if not last or kind != "query":
-                status = await _execute_one(conn, stmt, args)
-                await _check_transaction(conn, status, index, stmt, marker=marker, write=write)
-                continue
-            # A portal fetch bounded by max_rows + 1: memory stays bounded whatever the result size, and
-            # asyncpg's statement cache still applies (no Parse round trip when the statement is cached).
-            attributes = None
-            if pooler_safe:  # unnamed statement: nothing left on a server connection shared through a pooler
-                prepared = await conn.prepare(stmt)
-                attributes = prepared.get_attributes()
-                cursor = await prepared.cursor(*args)
+        pipe = pipeline_for(conn) if pipelined else None
+        if pipe is not None and pipe.pending:
+            pipe = None
+        if pipe is not None and write and len(planned) == 1 and planned[0][2] == "query":
+            # a --write cell's query is read through a portal, which asyncpg opens only once it has seen the
+            # transaction begin: send BEGIN on its own
+            pipe = None
+        ending = _ending(self.pooler_safe)
+        ended = False
+        prologue: Silent | None = None
+        try:
+            if pipe is not None:
+                prologue = pipe.prefix(begin)  # sent with the first statement's first message
             else:
-                cursor = await conn.cursor(stmt, *args)
+                await conn.execute(begin)
+            status = ""
+            frame = pd.DataFrame()
+            truncated = False
+            for index, (stmt, args, kind) in enumerate(planned):
+                last = index == len(planned) - 1
+                if not last or kind != "query":
+                    status = await _with_prologue(prologue, _execute_one(conn, stmt, args))
+                    await _check_transaction(conn, status, index, stmt, marker=marker, write=write)
+                    continue
+                if pipe is not None and not write:
+                    records, status_bytes, completed, prepared, hold, epilogue = await self._flight(
+                        pipe, prologue, stmt, args, ending, min(max_rows, FLIGHT_ROWS)
+                    )
+                    ended = True
+                    if hold.overflow or hold.stale or (not completed and max_rows > FLIGHT_ROWS):
+                        self._close_if_dirty(epilogue)
+                        return None
+                    with _gc_paused():
+                        truncated = len(records) > max_rows
+                        frame = _frame(records[:max_rows], prepared._get_attributes())
+                    status = status_bytes.decode() if isinstance(status_bytes, bytes) else str(status_bytes or "")
+                    if hold.status != "T":  # a query cannot end the transaction; checked all the same
+                        await _check_transaction(
+                            conn, "ROLLBACK", index, stmt, marker=marker, write=write, in_transaction=False
+                        )
+                    failure = self._close_if_dirty(epilogue)
+                    if failure is not None and SESSION_DIRTY not in str(failure):
+                        raise QueryError(classify(failure, "rollback")) from failure
+                    return self._outcome(frame, started, status, truncated, committed=False)
+                # A portal fetch bounded by max_rows + 1: memory stays bounded whatever the result size, and
+                # asyncpg's statement cache still applies (no Parse round trip when the statement is cached).
+                attributes = None
+                if self.pooler_safe:  # unnamed statement: nothing left on a server connection shared by a pooler
+                    prepared_stmt = await _with_prologue(prologue, conn.prepare(stmt))
+                    attributes = prepared_stmt.get_attributes()
+                    cursor = await prepared_stmt.cursor(*args)
+                else:
+                    cursor = await _with_prologue(prologue, conn.cursor(stmt, *args))
+                with _gc_paused():
+                    records, truncated = await _fetch_bounded(
+                        cursor, max_rows, None if self.limit is not None else self.max_bytes
+                    )
+                    if not records and attributes is None:
+                        attributes = (await conn.prepare(stmt)).get_attributes()
+                    frame = _frame(records, attributes)
+                if not conn.is_in_transaction():  # a portal cannot end it; checked all the same
+                    await _check_transaction(conn, "ROLLBACK", index, stmt, marker=marker, write=write)
+            commit = write and not self.explain
+            ended = True
+            # One message: end the transaction, then reset the session (SESSION_RESET) before the connection
+            # goes back to the pool; if that fails the connection is closed instead.
+            failure = await _end_cell(conn, "commit" if commit else "rollback", pooled=self.pooler_safe)
+            if failure is not None and SESSION_DIRTY not in str(failure):
+                # The COMMIT itself failed (a deferred constraint, a lost connection): nothing was saved.
+                raise QueryError(classify(failure, "commit" if commit else "rollback")) from failure
+            return self._outcome(frame, started, status, truncated, committed=commit)
+        finally:
+            if not ended and not self.flight_ended and not conn.is_closed():
+                # Roll back whatever is open (a warning only when a statement already ended the transaction),
+                # then reset the session; shielded so a cancellation cannot leave it half done.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(_end_cell(conn, "rollback", pooled=self.pooler_safe))
+
+    async def _flight(
+        self, pipe: Pipeline, prologue: Silent | None, stmt: str, args: list[object], ending: str, rows: int
+    ) -> tuple[list[Any], Any, bool, Any, Hold, Silent]:
+        """The cell's last query in one write with the ending (and, if it is the first statement, the
+        prologue): at most ``rows + 1`` rows through the unnamed portal, then ROLLBACK + reset."""
+        conn = self.conn
+        parts: list[Any] = []
+        known: Any = pipe.described.get(stmt) if self.pooler_safe else None
+
+        async def executor(prepared: Any, timeout: float | None) -> Any:
+            expect = None
+            if prepared is known:  # parsed again with its Bind: its description must still hold
+                prepared.mark_unprepared()
+                expect = (
+                    tuple(t.oid for t in prepared._get_parameters()),
+                    tuple((a.name, a.type.oid) for a in prepared._get_attributes()),
+                )
+            hold, epilogue = pipe.trail(ending, FLIGHT_BYTES if self.limit is None else None, expect)
+            parts[:] = [prepared, hold, epilogue]
+            return await conn._protocol.bind_execute(prepared, args, "", rows + 1, True, timeout)
+
+        try:
             with _gc_paused():
-                records, truncated = await _fetch_bounded(cursor, max_rows, None if limit is not None else max_bytes)
-                if not records and attributes is None:
-                    attributes = (await conn.prepare(stmt)).get_attributes()
-                frame = _frame(records, attributes)
-            if not conn.is_in_transaction():  # a portal cannot end it; checked all the same
-                await _check_transaction(conn, "ROLLBACK", index, stmt, marker=marker, write=write)
-        commit = write and not explain
-        ended = True
-        # One message: end the transaction, then reset the session (SESSION_RESET) before the connection
-        # goes back to the pool; if that fails the connection is closed instead.
-        failure = await _end_cell(conn, "commit" if commit else "rollback", pooled=pooler_safe)
-        if failure is not None and SESSION_DIRTY not in str(failure):
-            # The COMMIT itself failed (a deferred constraint, a lost connection): nothing was saved.
-            raise QueryError(classify(failure, sql)) from failure
-        elapsed = time.perf_counter() - started
-        explain_text = "\n".join(str(v) for v in frame.iloc[:, 0]) if explain and len(frame.columns) else None
+                if known is not None:
+                    ran: Any = _pair(executor(known, None), known)
+                else:
+                    ran = conn._do_execute(stmt, executor, None, retry=False)
+                (records, status, completed), _ = await _with_prologue(prologue, ran)
+        except BaseException:
+            if len(parts) == 3 and parts[2].done:  # the ending ran: the transaction is over
+                self.flight_ended = True
+                self._close_if_dirty(parts[2])
+            else:
+                pipe.discard_queued()
+            if known is not None:
+                pipe.described.pop(stmt, None)
+            raise
+        if self.pooler_safe:
+            if parts[1].stale:
+                pipe.described.pop(stmt, None)
+            else:
+                pipe.described[stmt] = parts[0]
+                pipe.described.move_to_end(stmt)
+                while len(pipe.described) > DESCRIBED_STATEMENTS:
+                    pipe.described.popitem(last=False)
+        prepared, hold, epilogue = parts
+        return records, status, completed, prepared, hold, epilogue
+
+    def _close_if_dirty(self, epilogue: Silent) -> BaseException | None:
+        """After a pipelined ending: a connection whose rollback or reset failed is closed, never reused."""
+        failure = epilogue.exception()
+        if failure is None and epilogue.done:
+            mark_clean(self.conn)
+            return None
+        with contextlib.suppress(Exception):
+            self.conn.terminate()
+        return failure
+
+    def _outcome(
+        self, frame: pd.DataFrame, started: float, status: str, truncated: bool, *, committed: bool
+    ) -> QueryOutcome:
+        explain_text = "\n".join(str(v) for v in frame.iloc[:, 0]) if self.explain and len(frame.columns) else None
         return QueryOutcome(
             frame=frame,
-            identity=identity,
-            elapsed=elapsed,
-            statements=len(planned),
+            identity=self.identity,
+            elapsed=time.perf_counter() - started,
+            statements=len(self.planned),
             status=status,
             truncated=truncated,
-            limit=limit,
+            limit=self.limit,
             explain=explain_text,
-            committed=commit,
+            committed=committed,
         )
-    finally:
-        if not ended and not conn.is_closed():
-            # Roll back whatever is open (a warning only when a statement already ended the transaction),
-            # then reset the session; shielded so a cancellation cannot leave it half done.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(_end_cell(conn, "rollback", pooled=pooler_safe))
+
+
+async def _pair(op: Awaitable[T], statement: Any) -> tuple[T, Any]:
+    """``op``'s result shaped like ``Connection._do_execute``'s (result, statement)."""
+    return await op, statement
+
+
+def _ending(pooled: bool) -> str:
+    return f"rollback; {SESSION_RESET_POOLED if pooled else SESSION_RESET}"
+
+
+def _raise_prologue(prologue: Silent | None) -> None:
+    """The identity prologue failed (an unknown role, say): raise its error, not the "current transaction
+    is aborted" the statement that rode with it got."""
+    if prologue is not None and prologue.error is not None:
+        failure = prologue.exception()
+        assert failure is not None
+        raise failure
+
+
+async def _with_prologue(prologue: Silent | None, op: Awaitable[T]) -> T:
+    try:
+        result = await op
+    except Exception:
+        _raise_prologue(prologue)
+        raise
+    _raise_prologue(prologue)
+    return result
 
 
 async def run_query(

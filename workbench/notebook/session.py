@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
@@ -40,6 +41,8 @@ class Workbench:
         self.options = options
         self.default_identity: Identity = Identity.none()
         self.display_rows = 20
+        self._clock = time.monotonic
+        self._identity_cache: dict[tuple[str, str], tuple[Identity, float]] = {}
         self._engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncEngine] = weakref.WeakKeyDictionary()
         # Impersonated work logs in as the authenticator (when one is configured: always on the stand-in),
         # which can only become the API roles: PostgreSQL refuses `set role postgres` from such a cell.
@@ -103,6 +106,8 @@ class Workbench:
         return f"{base}/auth/v1"
 
     # -- identities ----------------------------------------------------------------------------------
+    IDENTITY_TTL = 5.0  # seconds a resolved --as / --role is reused (see resolve_identity)
+
     async def resolve_identity(
         self,
         as_user: str | None = None,
@@ -110,8 +115,26 @@ class Workbench:
         claims: Mapping[str, Any] | str | None = None,
         base: Identity | None = None,
     ) -> Identity:
-        """``--as`` a user (email or uuid), ``--role`` a role, plus ``--claims``; else the default."""
+        """``--as`` a user (email or uuid), ``--role`` a role, plus ``--claims``; else the default.
+
+        A lookup (``auth.users`` row, role check) costs a connection and a round trip, so its result is
+        reused for :attr:`IDENTITY_TTL` seconds: a cell run again right away does not look the user up
+        again, while a change to the user (metadata, role, a new user) is seen a few seconds later.
+        ``%sbconnect`` (a new workbench), :meth:`impersonate` and :meth:`forget_identities` drop the cache
+        at once, and a lookup that fails is never cached."""
         identity = base or self.default_identity
+        if as_user or role:
+            key = (as_user or "", role or "")  # the base identity plays no part once a user or role is named
+            now = self._clock()
+            cached = self._identity_cache.get(key)
+            if cached is not None and cached[1] > now:
+                identity = cached[0]
+            else:
+                identity = await self._look_up_identity(as_user, role, identity)
+                self._identity_cache[key] = (identity, now + self.IDENTITY_TTL)
+        return identity.with_claims(claims)
+
+    async def _look_up_identity(self, as_user: str | None, role: str | None, identity: Identity) -> Identity:
         async with self.engine().connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             assert raw is not None
@@ -125,11 +148,16 @@ class Workbench:
                     identity = Identity.for_role(role)
             await conn.rollback()
             mark_clean(raw)  # only our own read-only lookups ran: no reset round trip at check-in
-        return identity.with_claims(claims)
+        return identity
+
+    def forget_identities(self) -> None:
+        """Drop the cached ``--as`` / ``--role`` lookups (see :meth:`resolve_identity`)."""
+        self._identity_cache.clear()
 
     def impersonate(self, identity: Identity) -> None:
-        """Make ``identity`` the default for ``%%sbquery`` and :meth:`query`."""
+        """Make ``identity`` the default for ``%%sbquery`` and :meth:`query` (and forget cached lookups)."""
         self.default_identity = identity
+        self.forget_identities()
 
     async def find_users(self, text: str = "", limit: int = 20) -> list[dict[str, Any]]:
         async with self.engine().connect() as conn:

@@ -679,8 +679,8 @@ class _Generator:
         if domain.default is not None:
             args.append(f"default={_sql_text(domain.default)}")
             imp.add(_SA, "text")
-        if not domain.nullable:
-            args.append("not_null=True")
+        if not domain.nullable and not domain.checks:
+            args.append("not_null=True")  # with a named CHECK: ALTER DOMAIN ... SET NOT NULL (ddl.domain_not_null)
         if domain.checks:
             check = domain.checks[0]
             args.append(f"constraint_name={_py(check.name)}")

@@ -155,6 +155,16 @@ def _statement_lines(stmt: str, key_text: str | None) -> list[str]:
     return out
 
 
+def domain_not_null(gen: _Generator) -> list[str]:
+    """NOT NULL of domains that also have a named CHECK, set apart: SQLAlchemy renders ``CONSTRAINT name
+    NOT NULL CHECK (...)``, and since PostgreSQL 17 the name goes to the NOT NULL, not the CHECK."""
+    return [
+        f"ALTER DOMAIN {qualified_ident(d.schema, d.name)} SET NOT NULL"
+        for d in gen.db.domains()
+        if d.key in gen.domain_names and not d.nullable and d.checks
+    ]
+
+
 def render_ddl(gen: _Generator, imp: Imports) -> str:
     """The module's DDL section (empty when there is nothing SQLAlchemy cannot create itself)."""
     after: list[tuple[str | None, str]] = []
@@ -162,7 +172,7 @@ def render_ddl(gen: _Generator, imp: Imports) -> str:
     after_drops: list[str] = []
     lines: list[str] = []
     functions = _functions(gen)
-    before = _wrapped([fn for fn in functions if not fn.needs_tables])
+    before = domain_not_null(gen) + _wrapped([fn for fn in functions if not fn.needs_tables])
     ents = sorted(gen.entities.values(), key=lambda e: e.key)
     views = [e for e in ents if e.form == "view"]
     on_views = _functions_on_views([fn for fn in functions if fn.needs_tables], views)

@@ -171,23 +171,29 @@ async def test_a_user_seeded_with_crypt_signs_in_through_the_supabase_client(sta
 
     email = f"seeded-{uuid.uuid4().hex[:10]}@example.com"
     conn = await asyncpg.connect(standin.dsn())
+    user_id = None
     try:
-        await conn.execute(
+        user_id = await conn.fetchval(
             "insert into auth.users (id, aud, role, email, encrypted_password, email_confirmed_at)"
             " values (gen_random_uuid(), 'authenticated', 'authenticated', $1,"
-            " extensions.crypt($2, extensions.gen_salt('bf')), now())",
+            " extensions.crypt($2, extensions.gen_salt('bf')), now()) returning id",
             email,
             "seeded-Passw0rd",
         )
+        client = await acreate_client(
+            standin.api_url(), standin.keys().anon_key, options=AsyncClientOptions(auto_refresh_token=False)
+        )
+        signed_in = await client.auth.sign_in_with_password({"email": email, "password": "seeded-Passw0rd"})
+        assert signed_in.user is not None and signed_in.user.email == email and signed_in.session is not None
+        with pytest.raises(AuthApiError):
+            await client.auth.sign_in_with_password({"email": email, "password": "seeded-passw0rd"})
     finally:
+        # the session's stand-in is shared: the demo's profile trigger made a row for this user too
+        if user_id is not None:
+            if await conn.fetchval("select to_regclass('public.profiles') is not null"):
+                await conn.execute("delete from public.profiles where id = $1", user_id)
+            await conn.execute("delete from auth.users where id = $1", user_id)
         await conn.close()
-    client = await acreate_client(
-        standin.api_url(), standin.keys().anon_key, options=AsyncClientOptions(auto_refresh_token=False)
-    )
-    signed_in = await client.auth.sign_in_with_password({"email": email, "password": "seeded-Passw0rd"})
-    assert signed_in.user is not None and signed_in.user.email == email and signed_in.session is not None
-    with pytest.raises(AuthApiError):
-        await client.auth.sign_in_with_password({"email": email, "password": "seeded-passw0rd"})
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

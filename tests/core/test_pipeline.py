@@ -12,13 +12,15 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from workbench.core.engine import EngineOptions, create_engine
 from workbench.core.identity import Identity
 from workbench.core.impersonation import impersonating
-from workbench.core.pipeline import pipeline_for
+from workbench.core.pipeline import Hold, Pipeline, Silent, pipeline_for
 from workbench.core.query import FLIGHT_BYTES, FLIGHT_ROWS, QueryError, run_query
 from workbench.core.settings import ConnectionMode
 from workbench.local.standin import LocalStandIn
@@ -126,3 +128,43 @@ async def test_a_transaction_that_runs_nothing_leaves_nothing_queued(direct: Asy
         assert pipe is not None and not pipe.pending and not driver.is_in_transaction()
         # the next transaction still starts as the identity
         assert (await conn.execute(text("select current_setting('role')"))).scalar_one() == "anon"
+
+
+def _message(kind: bytes, body: bytes) -> bytes:
+    return kind + (len(body) + 4).to_bytes(4, "big") + body
+
+
+@given(
+    rows=st.lists(st.binary(max_size=40), max_size=60),
+    budget=st.one_of(st.none(), st.integers(min_value=0, max_value=2_000)),
+    cuts=st.lists(st.integers(min_value=1, max_value=97), max_size=40),
+)
+@settings(max_examples=300, deadline=None)
+def test_the_answer_stream_is_split_at_any_boundary_and_rows_past_the_budget_are_dropped(
+    rows: list[bytes], budget: int | None, cuts: list[int]
+) -> None:
+    """The last query's answer (rows, CommandComplete, ReadyForQuery) and the epilogue's (ROLLBACK) arrive
+    in chunks the network chooses: asyncpg must see exactly the rows within the byte budget, the command
+    tag and one ReadyForQuery carrying the epilogue's status, whatever the chunking."""
+    pipe = Pipeline(protocol=None, transport=None, _write=None, _writelines=None)
+    seen: list[bytes] = []
+    pipe.protocol = type("Sink", (), {"data_received": lambda self, data: seen.append(bytes(data))})()
+    hold, epilogue = Hold(budget), Silent("rollback")
+    pipe._tokens.extend([hold, epilogue])
+    data_rows = [_message(b"D", row) for row in rows]
+    tag, in_transaction = _message(b"C", b"SELECT 1\x00"), _message(b"Z", b"T")
+    stream = b"".join(data_rows) + tag + in_transaction + _message(b"C", b"ROLLBACK\x00") + _message(b"Z", b"I")
+    pos = 0
+    for cut in [*cuts, len(stream)]:
+        pipe.data_received(stream[pos : pos + cut])
+        pos += cut
+        if pos >= len(stream):
+            break
+    kept, total = [], 0
+    for row in data_rows:
+        total += len(row)
+        if budget is None or total <= budget:
+            kept.append(row)
+    assert b"".join(seen) == b"".join(kept) + tag + _message(b"Z", b"I")
+    assert hold.row_bytes == sum(map(len, data_rows)) and hold.overflow == (len(kept) < len(data_rows))
+    assert epilogue.done and epilogue.status == "I" and hold.status == "T" and not pipe.pending

@@ -146,9 +146,9 @@ def test_the_answer_stream_is_split_at_any_boundary_and_rows_past_the_budget_are
     """The last query's answer (rows, CommandComplete, ReadyForQuery) and the epilogue's (ROLLBACK) arrive
     in chunks the network chooses: asyncpg must see exactly the rows within the byte budget, the command
     tag and one ReadyForQuery carrying the epilogue's status, whatever the chunking."""
-    pipe = Pipeline(protocol=None, transport=None, _write=None, _writelines=None)
     seen: list[bytes] = []
-    pipe.protocol = type("Sink", (), {"data_received": lambda self, data: seen.append(bytes(data))})()
+    sink = type("Sink", (), {"data_received": lambda self, data: seen.append(bytes(data))})()
+    pipe = Pipeline(protocol=sink, transport=None, _write=None, _writelines=None)
     hold, epilogue = Hold(budget), Silent("rollback")
     pipe._tokens.extend([hold, epilogue])
     data_rows = [_message(b"D", row) for row in rows]

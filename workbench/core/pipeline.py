@@ -38,7 +38,7 @@ _D = ord("D")
 _PASS_ALONG = {ord("S"), ord("A")}  # ParameterStatus, NotificationResponse: asyncpg tracks them in any state
 SYNC = b"S\x00\x00\x00\x04"
 DESCRIBE_UNNAMED = b"D\x00\x00\x00\x06S\x00"
-_LENGTH = struct.Struct(">I")
+_LENGTH = struct.Struct(">I")  # a message's length, after its kind byte
 _PARAMS, _COLUMNS, _NO_DATA = ord("t"), ord("T"), ord("n")
 
 
@@ -176,7 +176,7 @@ class Pipeline:
         buf, pos, size, out = self._buf, 0, len(self._buf), bytearray()
         start = 0  # start of the run of messages to forward
         while self._tokens and pos + 5 <= size:
-            end = pos + 1 + int.from_bytes(buf[pos + 1 : pos + 5], "big")
+            end = pos + 1 + _LENGTH.unpack_from(buf, pos + 1)[0]
             if end > size:
                 break
             kind, token = buf[pos], self._tokens[0]
@@ -185,7 +185,7 @@ class Pipeline:
                 if skipped != pos:
                     pos = skipped
                     continue
-                # else the row that crosses the budget: the general case below drops it
+                # else a row at or past the budget: the general case below drops it
             if isinstance(token, Hold):
                 if token.expect is not None and kind in (_PARAMS, _COLUMNS, _NO_DATA):
                     out += buf[start:pos]

@@ -3,6 +3,7 @@ cells it changes, and nothing ever committed."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import asyncpg
@@ -246,6 +247,26 @@ async def test_failing_migration_changes_nothing_and_says_where(demo: str, tmp_p
     text = render_text(impact)
     assert f"MIGRATION FAILED at {folder / '002_broken.sql'}:4 (statement 3)" in text
     assert "database is unchanged" in render_markdown(impact) and "migration failed" in render_html(impact)
+
+
+async def test_a_migration_that_waits_for_a_lock_fails_in_time_and_says_why(demo: str) -> None:
+    """Another session holds public.tasks: the migration's drop policy would wait for it forever."""
+    holder = await asyncpg.connect(demo)
+    try:
+        async with holder.transaction():
+            await holder.execute("lock table public.tasks in access share mode")
+            impact = await asyncio.wait_for(
+                policy_impact(demo, 'drop policy "owners delete their tasks" on public.tasks;', PEOPLE,
+                              tables=["tasks"], statement_timeout_ms=300),
+                timeout=60,
+            )  # fmt: skip
+    finally:
+        await holder.close()
+    assert impact.failed and impact.after is None and impact.changes == []
+    failure = impact.failure
+    assert failure is not None and failure.sqlstate == "55P03"
+    assert "another session holds a lock" in failure.message and "pg_blocking_pids" in failure.message
+    assert "lock timeout" in render_text(impact)
 
 
 async def test_concurrent_index_runs_on_a_throwaway_copy(notes_db: str) -> None:

@@ -86,7 +86,8 @@ def make_matrix_parser(prog: str = "%sbpolicies") -> CommandParser:
     parser.add_argument("--export", metavar="PATH", help="also write the matrix as a pytest file")
     parser.add_argument("--migration", metavar="PATH", help="the matrix before / after this migration (.sql file "
                         "or folder), rolled back, with the changed cells highlighted")  # fmt: skip
-    parser.add_argument("--timeout-ms", type=int, default=5000, help="statement timeout of each probe")
+    parser.add_argument("--timeout-ms", type=int, default=5000, help="statement timeout of each probe (with "
+                        "--migration, also the longest a migration statement waits for a lock)")  # fmt: skip
     parser.add_argument("-h", "--help", action="store_true", help="show this help")
     return parser
 

@@ -62,6 +62,8 @@ __all__ = [
 
 DEFAULT_ROLES = ("anon", "service_role")
 DEFAULT_MAX_USERS = 20
+_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout ran out
+
 # Statements PostgreSQL refuses inside a transaction block: the migration then runs on a throwaway copy.
 _NON_TRANSACTIONAL = re.compile(
     r"^\s*(?:(?:create|drop)\s+(?:unique\s+)?index\s+concurrently|reindex\b.*\bconcurrently|refresh\s+materialized"
@@ -664,13 +666,15 @@ async def _apply(conn: asyncpg.Connection, migration: Migration) -> MigrationFai
         try:
             await conn.execute(statement.sql)
         except asyncpg.PostgresError as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if exc.sqlstate == _LOCK_NOT_AVAILABLE:
+                message += (
+                    ": another session holds a lock this statement needs, and the check waits for a lock no longer "
+                    "than its statement timeout. Finish or cancel that session (pg_stat_activity, "
+                    "pg_blocking_pids) and check again, or raise the timeout (--timeout-ms, statement_timeout_ms)."
+                )
             return MigrationFailure(
-                statement.source,
-                statement.line,
-                statement.index,
-                statement.sql,
-                exc.sqlstate,
-                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                statement.source, statement.line, statement.index, statement.sql, exc.sqlstate, message
             )
     # A migration may leave its own role or search path in force: the matrix must run as the admin role.
     await conn.execute("reset role; reset search_path")
@@ -703,7 +707,8 @@ async def policy_impact(
     anon, every user of ``auth.users``, ``extra_identities`` and service_role. ``tables``: by default every
     table of public (tables the migration adds are included after it). After the migration only the tables
     it may have changed are tried again (their catalog entries, rows, or what they depend on changed);
-    ``full=True`` tries every table again.
+    ``full=True`` tries every table again. ``statement_timeout_ms`` bounds each matrix cell, and how long a
+    migration statement waits for a lock another session holds (it then fails, saying so).
     """
     import asyncpg
 
@@ -761,6 +766,9 @@ async def _in_transaction(
     failure: MigrationFailure | None = None
     transaction = conn.transaction()
     await transaction.start()
+    # A migration that waits for a table another session has locked would hang the check (and, holding its
+    # own locks meanwhile, block that table for everyone): wait no longer than a matrix cell may run.
+    await conn.execute("select pg_catalog.set_config('lock_timeout', $1, true)", f"{int(timeout_ms)}ms")
     try:
         if full:
             before = await _snapshot(conn, identities, tables, operations, timeout_ms)

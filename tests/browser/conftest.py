@@ -97,8 +97,12 @@ def page(browser_context: Any, lab: Lab, request: pytest.FixtureRequest) -> Iter
     (SCREENSHOTS / f"{failed_name}.png").unlink(missing_ok=True)
     tab = browser_context.new_page()
     tab.set_default_timeout(60_000)
+    console: list[str] = []
+    tab.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    tab.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
     yield tab
     if request.node.stash.get(_CALL_FAILED, False):
         screenshot(tab, failed_name)
+        print("the browser console's errors and warnings:\n" + "\n".join(console or ["(none)"]))
     tab.close()
     lab.shutdown_kernels()

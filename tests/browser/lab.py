@@ -11,6 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +207,7 @@ def open_notebook(page: Any, lab: Lab, name: str, *, sidebar: bool = False) -> N
     The left sidebar (file browser) is collapsed unless ``sidebar``, so that screenshots show the notebook.
     """
     started = time.monotonic()
+    widgets_loaded = watch_widget_manager(page)
     page.goto(lab.page_url(f"tree/{name}", reset=""), wait_until="domcontentloaded")
     page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.wait_for(timeout=FIRST_LOAD_MS)
     lab.timings.setdefault("first_app_load_s", time.monotonic() - started)
@@ -217,11 +219,45 @@ def open_notebook(page: Any, lab: Lab, name: str, *, sidebar: bool = False) -> N
             page.locator("#jp-left-stack").wait_for(state="hidden")
     wait_for_kernel(lab, name, timeout=KERNEL_MS / 1000)
     page.locator(IDLE).first.wait_for(state="attached", timeout=KERNEL_MS)
+    wait_for_widget_manager(page, widgets_loaded, name)
     dialog = page.locator(".jp-Dialog")
     if dialog.count():
         raise LabError(f"JupyterLab shows a dialog over {name}: {dialog.first.inner_text()!r}")
     lab.timings.setdefault("first_open_s", time.monotonic() - started)
     lab.timings["last_open_s"] = time.monotonic() - started
+
+
+# The widget manager's first look at a new kernel ends with one of these answers: the states of the widgets the
+# kernel has (ipywidgets imported), or, when the kernel has no control comm yet, the list of its widget comms.
+_WIDGET_LOAD_ANSWERS = (b"update_states", b"comm_info_reply")
+
+
+def watch_widget_manager(page: Any) -> threading.Event:
+    """An Event set when the notebook's widget manager has loaded the widgets its kernel already has.
+
+    The manager asks the kernel for them once it is connected (ipywidgets' ``_loadFromKernel``). If cells run
+    first, that question queues behind them and its answer races the widgets they create: a Box can then render
+    with a child that fails ("Click to show javascript error"), as a user's "Run All" right after opening can.
+    """
+    loaded = threading.Event()
+
+    def on_frame(payload: str | bytes) -> None:
+        data = payload.encode() if isinstance(payload, str) else payload
+        if any(answer in data for answer in _WIDGET_LOAD_ANSWERS):
+            loaded.set()
+
+    page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
+    return loaded
+
+
+def wait_for_widget_manager(page: Any, loaded: threading.Event, name: str, timeout_ms: int = KERNEL_MS) -> None:
+    """Wait until ``loaded`` (from :func:`watch_widget_manager`) is set; Playwright delivers the websocket
+    frames while the page is waited on, so the condition is polled through the page."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not loaded.is_set():
+        if time.monotonic() > deadline:
+            raise LabError(f"the widget manager of {name} did not load its kernel's widgets within {timeout_ms} ms")
+        page.wait_for_timeout(50)
 
 
 def wait_for_kernel(lab: Lab, name: str, timeout: float) -> None:
@@ -318,9 +354,23 @@ def wait_for_output(page: Any, selector_or_text: str, timeout_ms: int = OUTPUT_M
     except Exception as exc:
         errors = errors_text(page)
         raise LabError(
-            f"no output showed {selector_or_text!r} within {timeout_ms} ms" + (f"; errors:\n{errors}" if errors else "")
+            f"no output showed {selector_or_text!r} within {timeout_ms} ms"
+            + (f"; errors:\n{errors}" if errors else "")
+            + f"; the outputs were:\n{outputs_text(page)}"
         ) from exc
     return locator
+
+
+def outputs_text(page: Any, chars: int = 300) -> str:
+    """Each output of the open notebook as ``[mime type] text`` (shortened): what a failed wait saw instead."""
+    outputs = page.locator(f".jp-NotebookPanel:not(.lm-mod-hidden) {OUTPUT}")
+    lines = []
+    for i in range(outputs.count()):
+        output = outputs.nth(i)
+        mime = output.get_attribute("data-mime-type") or "?"
+        text = " ".join(output.inner_text().split())
+        lines.append(f"  [{mime}] {text[:chars]}")
+    return "\n".join(lines) or "  (none)"
 
 
 def cell_of(locator: Any) -> Any:

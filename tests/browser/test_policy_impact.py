@@ -7,7 +7,18 @@ from __future__ import annotations
 import re
 
 import pytest
-from lab import Lab, open_notebook, output_of, run_all, screenshot, wait_for_output, write_notebook
+from lab import (
+    OUTPUT,
+    Lab,
+    cell_at,
+    open_notebook,
+    output_of,
+    run_all,
+    run_cell,
+    screenshot,
+    wait_for_output,
+    write_notebook,
+)
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -36,6 +47,14 @@ def test_policy_impact_diff_toggle_and_highlight(lab: Lab, page) -> None:  # typ
     write_notebook(lab.root_dir, "policy_impact.ipynb", cells(str(migration)))
     open_notebook(page, lab, "policy_impact.ipynb")
     run_all(page)
+    if (
+        page.locator(OUTPUT, has_text="Error displaying widget").count()
+        or page.locator(".wb-policy-impact-widget", has_text="Click to show javascript error").count()
+    ):
+        # About 1 run in 30 the front end loses one of the ~400 widget models this cell opens (ipywidgets'
+        # "model not found" / a child view's JS error; the kernel sent them all). A user re-runs the cell; so
+        # does the test, once: a second loss fails it.
+        run_cell(page, cell_at(page, 2))
 
     widget = wait_for_output(page, ".wb-policy-impact-widget")
     expect(widget.locator(".wb-policy-impact-summary")).to_contain_text("4 cell(s) changed: 1 gained access, 3 lost")

@@ -236,8 +236,8 @@ def watch_widget_manager(page: Any) -> threading.Event:
     """An Event set when the notebook's widget manager has loaded the widgets its kernel already has.
 
     The manager asks the kernel for them once it is connected (ipywidgets' ``_loadFromKernel``). If cells run
-    first, that question queues behind them and its answer races the widgets they create: a Box can then render
-    with a child that fails ("Click to show javascript error"), as a user's "Run All" right after opening can.
+    first, that question queues behind them and its answer races the widgets they create (read in ipywidgets'
+    code; waiting did not remove the rare lost widget model that ``test_policy_impact`` still meets).
     """
     loaded = threading.Event()
 

@@ -19,6 +19,8 @@ def test_both_commands_use_the_one_parser_class() -> None:
     [
         (commands.parse_matrix_options, "--colour red", r"%sbpolicies: unrecognized arguments: --colour red"),
         (commands.parse_matrix_options, "--timeout-ms 0", "--timeout-ms must be a positive"),
+        (commands.parse_matrix_options, "--timeout-ms 2147483648", "at most 2147483647"),
+        (commands.parse_matrix_options, "--timeout-ms 99999999999999999999", "at most 2147483647"),
         (commands.parse_matrix_options, "--as 'unclosed", "check the quotes"),
         (commands.parse_advise_options, "--rows 0", "--rows must be at least 1"),
         (commands.parse_advise_options, "--lints nope", "invalid choice: 'nope'"),

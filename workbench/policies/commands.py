@@ -104,11 +104,17 @@ class MatrixOptions:
     help: bool = False
 
 
+_MAX_TIMEOUT_MS = 2**31 - 1  # statement_timeout / lock_timeout are int4 milliseconds
+
+
 def parse_matrix_options(line: str, prog: str = "%sbpolicies") -> MatrixOptions:
     """Parse a ``%sbpolicies`` line; unknown options and bad values raise :class:`PolicyMatrixError`."""
     args = make_matrix_parser(prog).parse_args(_split(prog, line))
-    if args.timeout_ms <= 0:
-        raise PolicyMatrixError(f"{prog}: --timeout-ms must be a positive number of milliseconds.")
+    if not 0 < args.timeout_ms <= _MAX_TIMEOUT_MS:
+        raise PolicyMatrixError(
+            f"{prog}: --timeout-ms must be a positive number of milliseconds, at most {_MAX_TIMEOUT_MS} "
+            "(PostgreSQL's limit for statement_timeout and lock_timeout)."
+        )
     return MatrixOptions(
         users=args.users,
         roles=list(DEFAULT_ROLES) if args.roles is None else args.roles,
